@@ -1,0 +1,70 @@
+# Every entry point of the project. `make run` brings up a local control plane with the operator; `make test` runs
+# every check and test against a fresh one.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT  := $(CURDIR)
+LOCAL := $(ROOT)/.local
+BIN   := $(LOCAL)/bin
+# Go's build cache lives in the work tree (ignored by git) so that a second build of the control plane takes seconds.
+export GOCACHE ?= $(ROOT)/.cache/go-build
+export GOFLAGS ?= -buildvcs=false
+export CARGO_TERM_COLOR ?= never
+
+# Upstream Kubernetes components, kubectl and kwok, pinned in e2e/cluster/go.mod.
+CLUSTER_PKGS := k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+	k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/kwok/cmd/kwok ./cmd/localcluster
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: cluster-build
+cluster-build: ## build the local control plane, kubectl and helm into .local/bin
+	@mkdir -p $(BIN)
+	cd e2e/cluster && go build -o $(BIN)/ $(CLUSTER_PKGS)
+	cd e2e/cluster/helm && go build -o $(BIN)/ helm.sh/helm/v4/cmd/helm
+
+.PHONY: cluster-up
+cluster-up: cluster-build ## start the local control plane (idempotent); kubeconfig in .local/kubeconfig
+	$(BIN)/localcluster up --root $(LOCAL)
+
+.PHONY: cluster-down
+cluster-down: ## stop every process of the local control plane and remove its data (idempotent)
+	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down --root $(LOCAL); fi
+
+.PHONY: crds
+crds: ## regenerate crds/manifests/ from the API types
+	cargo run -q -p crds --bin crdgen -- crds/manifests
+
+.PHONY: lint
+lint: ## formatting and lints (Rust and Go)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@unformatted=$$(gofmt -l e2e/cluster); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	cd e2e/cluster && go vet ./...
+
+.PHONY: unit
+unit: ## unit tests (no cluster), including the CRD drift check
+	cargo test --workspace --exclude e2e
+
+.PHONY: e2e
+e2e: ## end-to-end tests against the running local cluster (see cluster-up)
+	cargo test -p e2e --no-fail-fast
+
+.PHONY: test
+test: lint unit cluster-build ## every check and test, against a fresh local cluster that is torn down afterwards
+	$(MAKE) --no-print-directory cluster-down
+	$(MAKE) --no-print-directory cluster-up
+	status=0; $(MAKE) --no-print-directory e2e || status=$$?; \
+	$(MAKE) --no-print-directory cluster-down; exit $$status
+
+.PHONY: run
+run: cluster-up ## bring up the local control plane and show how to use it
+	@echo
+	@echo "The local control plane is up. Use it with:"
+	@echo "  export KUBECONFIG=$(LOCAL)/kubeconfig PATH=$(BIN):\$$PATH"
+	@echo "  kubectl get nodes"
+	@echo "Stop it with: make cluster-down"

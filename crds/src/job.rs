@@ -1,0 +1,225 @@
+//! `AgentJob`: one run on a session, to start it or to resume it with a new prompt.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::schema;
+
+/// One unit of work on an AgentSession: `Start` creates the session and runs its first prompt; `Resume` continues
+/// an existing session with a new prompt. Each job runs as one Pod; jobs on one session run one at a time, in
+/// creation order.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "agentorchestrator.dev",
+    version = "v1alpha1",
+    kind = "AgentJob",
+    namespaced,
+    status = "AgentJobStatus",
+    shortname = "agj",
+    category = "agents",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Session", type_ = "string", json_path = ".spec.sessionName"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Parent", type_ = "string", json_path = ".spec.parentSessionName"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
+    printcolumn(name = "Callback", type_ = "string", json_path = ".status.callback.state", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 63").message("AgentJob names are at most 63 characters: the name is also its Pod's name and a label value"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type == 'Start' || !has(self.blueprint)").message("blueprint may only be set on Start jobs: a Resume continues with the blueprint its session started with"),
+    validation = Rule::new("!has(self.parentSessionName) || self.parentSessionName != self.sessionName").message("parentSessionName must differ from sessionName: a session cannot be its own parent"),
+    validation = Rule::new("!self.callback || has(self.parentSessionName)").message("callback: true requires parentSessionName: a callback needs a parent to call back"),
+    validation = Rule::new("self.type == oldSelf.type").message("type is immutable"),
+    validation = Rule::new("self.sessionName == oldSelf.sessionName").message("sessionName is immutable"),
+    validation = Rule::new("self.prompt == oldSelf.prompt").message("prompt is immutable: create a new AgentJob instead"),
+    validation = Rule::new("has(self.blueprint) == has(oldSelf.blueprint) && (!has(self.blueprint) || self.blueprint == oldSelf.blueprint)").message("blueprint is immutable"),
+    validation = Rule::new("has(self.parentSessionName) == has(oldSelf.parentSessionName) && (!has(self.parentSessionName) || self.parentSessionName == oldSelf.parentSessionName)").message("parentSessionName is immutable"),
+    validation = Rule::new("self.callback == oldSelf.callback").message("callback is immutable"),
+    validation = Rule::new("has(self.projectDir) == has(oldSelf.projectDir) && (!has(self.projectDir) || self.projectDir == oldSelf.projectDir)").message("projectDir is immutable"),
+)]
+pub struct AgentJobSpec {
+    /// What the job does: `Start` creates the session named by sessionName and runs the prompt as its first turn;
+    /// `Resume` continues that existing session with the prompt as its next turn.
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+
+    /// The AgentSession this job acts on: a DNS-1123 label of at most 60 characters. A Start job creates it and
+    /// fails with reason AlreadyExists if it exists; a Resume job fails with reason SessionNotFound if it does not.
+    #[schemars(schema_with = "schema::session_name")]
+    pub session_name: String,
+
+    /// The prompt given to the agent: 1 to 100,000 characters.
+    #[schemars(length(min = 1, max = 100000))]
+    pub prompt: String,
+
+    /// The AgentBlueprint that configures the session's agent and its Pods (Start jobs only). Without it the
+    /// operator's default Pod template is used. A missing blueprint fails the job with reason BlueprintNotFound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_object_name")]
+    pub blueprint: Option<String>,
+
+    /// The session that asked for this job. A job whose parent differs from the session's current parent
+    /// re-parents the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_session_name")]
+    pub parent_session_name: Option<String>,
+
+    /// When true, the parent session is called back when this job ends (succeeded, failed or stopped): the result
+    /// is queued in the parent's status.callbackQueue and the parent is resumed with it once idle. Requires
+    /// parentSessionName.
+    #[serde(default)]
+    pub callback: bool,
+
+    /// Working directory of the agent, relative to the session workspace. No `..` segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("!self.split('/').exists(s, s == '..')").message("projectDir must stay inside the workspace: no '..' segments"))]
+    pub project_dir: Option<String>,
+
+    /// Deadline of the run in seconds, counted from the start of its Pod. A job that runs longer is stopped and
+    /// fails with reason DeadlineExceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2592000))]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// What a job does to its session.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum JobType {
+    Start,
+    Resume,
+}
+
+impl JobType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Start => "Start",
+            JobType::Resume => "Resume",
+        }
+    }
+}
+
+/// The observed state of an AgentJob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentJobStatus {
+    /// Pending (waiting for its turn or its Pod), Running, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+
+    /// Why the job is in its phase, in CamelCase (SessionBusy, SessionNotFound, AlreadyExists,
+    /// BlueprintNotFound, ParentCycle, PodFailed, DeadlineExceeded, Stopped, Completed, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Latest observations of the job's state: Ready-style conditions Scheduled, Running, Complete and Failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The Pod that runs (or ran) this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+
+    /// UID of the AgentSession this job ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_uid: Option<String>,
+
+    /// When the job's Pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the job reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// The agent's final text, at most 32 KiB; longer results are cut and resultTruncated is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+
+    /// True when result was cut to the bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_truncated: Option<bool>,
+
+    /// The agent session id reported by the agent runner (needed to resume the agent's own conversation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session_id: Option<String>,
+
+    /// What went wrong, for a Failed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+
+    /// Exit code of the agent container, when it terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+
+    /// Progress of this job's callback to its parent session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackProgress>,
+}
+
+/// Lifecycle phase of an AgentJob.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum JobPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobPhase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobPhase::Succeeded | JobPhase::Failed)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPhase::Pending => "Pending",
+            JobPhase::Running => "Running",
+            JobPhase::Succeeded => "Succeeded",
+            JobPhase::Failed => "Failed",
+        }
+    }
+}
+
+/// Where a job's callback to its parent stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackProgress {
+    /// NotRequested, Pending (the job has not ended), Enqueued (waiting in the parent's callbackQueue),
+    /// Delivered (a Resume job of the parent carries it) or Dropped (see reason).
+    pub state: CallbackState,
+
+    /// Why the callback is in its state, in CamelCase (for example ParentNotFound for a dropped callback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// UID of the parent AgentSession this callback belongs to, recorded when the job was first seen: a new
+    /// session that reuses the parent's name does not receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_uid: Option<String>,
+
+    /// The parent's Resume AgentJob that delivered this callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_by: Option<String>,
+}
+
+/// States of a job's callback.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum CallbackState {
+    NotRequested,
+    Pending,
+    Enqueued,
+    Delivered,
+    Dropped,
+}

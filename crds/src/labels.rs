@@ -1,0 +1,14 @@
+//! Labels and annotations that tie the objects of one session together. Shared by the operator, which sets them,
+//! and the gateway, which reads them to find a caller's session from its Pod.
+
+/// On Pods and AgentJobs: the session the object works for.
+pub const SESSION: &str = "agentorchestrator.dev/session";
+/// On Pods: the AgentJob that owns the Pod.
+pub const JOB: &str = "agentorchestrator.dev/job";
+/// On Pods and AgentJobs: `Start` or `Resume`.
+pub const JOB_TYPE: &str = "agentorchestrator.dev/job-type";
+/// On AgentJobs the operator creates to deliver callbacks: `"true"`.
+pub const CALLBACK_DELIVERY: &str = "agentorchestrator.dev/callback-delivery";
+/// Identifies objects managed by the operator (the recommended `app.kubernetes.io/managed-by` label).
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "agent-operator";
