@@ -50,12 +50,16 @@ lint: ## formatting and lints (Rust and Go)
 unit: ## unit tests (no cluster), including the CRD drift check
 	cargo test --workspace --exclude e2e
 
+.PHONY: cluster-selftest
+cluster-selftest: cluster-build ## the control plane's own test: idempotent up, down leaves no process
+	cd e2e/cluster && go test -count=1 ./...
+
 .PHONY: e2e
 e2e: ## end-to-end tests against the running local cluster (see cluster-up)
 	cargo test -p e2e --no-fail-fast
 
 .PHONY: test
-test: lint unit cluster-build ## every check and test, against a fresh local cluster that is torn down afterwards
+test: lint unit cluster-selftest ## every check and test, against a fresh local cluster that is torn down afterwards
 	$(MAKE) --no-print-directory cluster-down
 	$(MAKE) --no-print-directory cluster-up
 	status=0; $(MAKE) --no-print-directory e2e || status=$$?; \
