@@ -54,8 +54,16 @@ unit: ## unit tests (no cluster), including the CRD drift check
 cluster-selftest: cluster-build ## the control plane's own test: idempotent up, down leaves no process
 	cd e2e/cluster && go test -count=1 ./...
 
+# The e2e MCP client is the official MCP Python SDK, from PyPI, in a virtualenv under .local.
+PYTHON_ENV := $(LOCAL)/venv
+.PHONY: python-env
+python-env: ## the Python environment of the e2e MCP client
+	@if [ ! -x $(PYTHON_ENV)/bin/python ]; then python3 -m venv $(PYTHON_ENV); fi
+	@$(PYTHON_ENV)/bin/pip install -q --disable-pip-version-check -r e2e/python/requirements.txt
+
 .PHONY: e2e
-e2e: ## end-to-end tests against the running local cluster (see cluster-up)
+e2e: python-env ## end-to-end tests against the running local cluster (see cluster-up)
+	cargo build -q --bins
 	cargo test -p e2e --no-fail-fast
 
 .PHONY: test

@@ -4,6 +4,7 @@
 //! fails when the committed YAML differs from what the types generate.
 
 pub mod blueprint;
+pub mod contract;
 pub mod job;
 pub mod labels;
 mod schema;

@@ -3,6 +3,9 @@
 //!
 //! The suite never skips: without a reachable cluster every test fails with a message that says how to start one.
 
+pub mod gateway;
+pub mod operator;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

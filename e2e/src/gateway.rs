@@ -1,0 +1,1 @@
+//! Starting and talking to the MCP gateway in end-to-end tests.

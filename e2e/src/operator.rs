@@ -1,0 +1,1 @@
+//! Running the operator as a real process in end-to-end tests.
