@@ -1,13 +1,125 @@
 //! `mcp-gateway`: the MCP server through which agents start and steer their child sessions.
 
+mod auth;
+mod cli;
+mod domain;
+mod error;
+mod format;
+mod metrics;
+mod naming;
+mod ops;
+mod plan;
+mod result_api;
+mod server;
+mod store;
+mod tools;
+mod validate;
+
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Parser;
+use kube::Client;
+use tracing_subscriber::EnvFilter;
 
-#[derive(Parser, Debug)]
-#[command(name = "mcp-gateway", version, about)]
-struct Args {}
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = cli::Args::parse();
+    init_logging(&args.log_format);
 
-fn main() {
-    let _args = Args::parse();
-    eprintln!("mcp-gateway: the tools are not implemented yet");
-    std::process::exit(1);
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration: run in a cluster or set KUBECONFIG")?;
+    check_crds(&client).await?;
+    if args.auth == auth::AuthMode::Header {
+        tracing::warn!(
+            "--auth=header: X-Agent-Session-Name is trusted without proof; anyone who can reach this gateway can \
+             act as any session. Use it for local development only."
+        );
+    }
+
+    let stores = store::Stores::start(client.clone());
+    let authenticator = auth::Authenticator::new(
+        args.auth,
+        args.namespace.clone(),
+        client.clone(),
+        stores.clone(),
+    );
+    let app = Arc::new(ops::App::new(client, stores, authenticator));
+
+    let (router, cancel_requests) = server::router(app, &args.allowed_hosts);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, auth = ?args.auth, namespace = %args.namespace, "mcp-gateway listening; MCP at /mcp");
+    // One machine-readable line on stdout, so a supervisor (or a test) started with port 0 learns the address.
+    println!("mcp-gateway listening on {addr}");
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            cancel_requests();
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+/// Fails fast, with the fix, when the API lacks the CRDs: otherwise every watch would retry forever.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    use kube::api::{Api, ListParams};
+    let probe = ListParams::default().limit(1);
+    let result = async {
+        Api::<crds::AgentJob>::all(client.clone())
+            .list_metadata(&probe)
+            .await?;
+        Api::<crds::AgentSession>::all(client.clone())
+            .list_metadata(&probe)
+            .await?;
+        Api::<crds::AgentBlueprint>::all(client.clone())
+            .list_metadata(&probe)
+            .await?;
+        Ok::<_, kube::Error>(())
+    }
+    .await;
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
+            "the agentorchestrator.dev CRDs are not installed: kubectl apply -f crds/manifests/ (or install the \
+             Helm chart)"
+        ),
+        other => other.context("listing AgentJobs, AgentSessions and AgentBlueprints"),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

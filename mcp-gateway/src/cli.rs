@@ -1,0 +1,71 @@
+//! Flags of the `mcp-gateway` binary (DESIGN.md section 8), each also settable by environment variable.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+use crate::auth::AuthMode;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "mcp-gateway",
+    version,
+    about = "MCP gateway through which agents start and steer their child sessions"
+)]
+pub struct Args {
+    /// Address of the HTTP server: MCP at /mcp, plus /healthz, /readyz, /metrics and the result API.
+    #[arg(long, env = "MCP_GATEWAY_LISTEN", default_value = "127.0.0.1:9500")]
+    pub listen: SocketAddr,
+
+    /// How callers are identified: `token` verifies each agent Pod's ServiceAccount token (TokenReview);
+    /// `header` trusts X-Agent-Session-Name alone and is for local development only.
+    #[arg(long, env = "MCP_GATEWAY_AUTH", value_enum, default_value = "token")]
+    pub auth: AuthMode,
+
+    /// Namespace of the work of callers whose identity names none (header mode).
+    #[arg(long, env = "MCP_GATEWAY_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Extra Host names (or host:port) accepted on /mcp, such as the in-cluster Service names
+    /// (`mcp-gateway`, `mcp-gateway.agents.svc`). Loopback is always accepted. Repeatable or comma-separated.
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_GATEWAY_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "MCP_GATEWAY_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let a = Args::parse_from(["mcp-gateway"]);
+        assert_eq!(a.listen.to_string(), "127.0.0.1:9500");
+        assert_eq!(a.auth, AuthMode::Token);
+        assert_eq!(a.namespace, "default");
+        assert!(a.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn allowed_hosts_repeat() {
+        let a = Args::parse_from([
+            "mcp-gateway",
+            "--auth=header",
+            "--allowed-host",
+            "mcp-gateway",
+            "--allowed-host=mcp-gateway.agents.svc,gw:9500",
+        ]);
+        assert_eq!(a.auth, AuthMode::Header);
+        assert_eq!(
+            a.allowed_hosts,
+            ["mcp-gateway", "mcp-gateway.agents.svc", "gw:9500"]
+        );
+    }
+}

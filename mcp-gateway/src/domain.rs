@@ -1,0 +1,265 @@
+//! What the tools conclude from the cached objects: whether a session runs, which job ended last, which
+//! blueprints a caller sees. Pure functions over CRD values, so they are tested without a cluster.
+
+use crds::{AgentBlueprint, AgentJob, AgentSession, JobPhase, JobType};
+use kube::ResourceExt;
+
+/// The three answers of get_agent_session_status (names kept from the original system).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    Running,
+    Finished,
+    NotExistent,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Running => "running",
+            SessionState::Finished => "finished",
+            SessionState::NotExistent => "not_existent",
+        }
+    }
+}
+
+/// A job has ended once the operator wrote Succeeded or Failed; a job without status has not started.
+pub fn job_ended(job: &AgentJob) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(JobPhase::is_finished)
+}
+
+/// Session state from the session (if it exists) and the jobs naming it. Running: it has a current job or a job
+/// naming it has not ended. Without the session object, a Start job that has not ended means it is being created;
+/// anything else means it does not exist (a Resume alone will fail with SessionNotFound).
+pub fn session_state<'a>(
+    session: Option<&AgentSession>,
+    jobs: impl IntoIterator<Item = &'a AgentJob>,
+) -> SessionState {
+    let mut jobs = jobs.into_iter().filter(|j| !job_ended(j));
+    match session {
+        Some(s) => {
+            let has_current = s.status.as_ref().is_some_and(|st| st.current_job.is_some());
+            if has_current || jobs.next().is_some() {
+                SessionState::Running
+            } else {
+                SessionState::Finished
+            }
+        }
+        None if jobs.any(|j| j.spec.job_type == JobType::Start) => SessionState::Running,
+        None => SessionState::NotExistent,
+    }
+}
+
+/// Jobs of one session in the order they run: (creationTimestamp, name).
+pub fn in_run_order(mut jobs: Vec<&AgentJob>) -> Vec<&AgentJob> {
+    jobs.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), a.name_any())
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), b.name_any()))
+    });
+    jobs
+}
+
+/// The job whose result a finished session reports: the session's lastJob when the operator recorded it, else the
+/// last ended job in run order.
+pub fn last_ended_job<'a>(
+    session: Option<&AgentSession>,
+    jobs: Vec<&'a AgentJob>,
+) -> Option<&'a AgentJob> {
+    let last = session.and_then(|s| s.status.as_ref()?.last_job.clone());
+    if let Some(name) = last
+        && let Some(job) = jobs.iter().find(|j| j.name_any() == name)
+    {
+        return Some(job);
+    }
+    in_run_order(jobs).into_iter().rev().find(|j| job_ended(j))
+}
+
+/// Tags of the X-Agent-Tags header: comma-separated, blanks ignored.
+pub fn parse_tags(header: Option<&str>) -> Vec<String> {
+    header
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Blueprints an agent may see: enabled ones carrying every requested tag, by name.
+pub fn visible_blueprints<'a>(
+    blueprints: impl IntoIterator<Item = &'a AgentBlueprint>,
+    tags: &[String],
+) -> Vec<&'a AgentBlueprint> {
+    let mut out: Vec<_> = blueprints
+        .into_iter()
+        .filter(|b| !b.spec.disabled)
+        .filter(|b| tags.iter().all(|t| b.spec.tags.contains(t)))
+        .collect();
+    out.sort_by_key(|b| b.name_any());
+    out
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    //! Small builders of CRD values for the unit tests.
+    use crds::{
+        AgentBlueprintSpec, AgentJobSpec, AgentJobStatus, AgentSessionSpec, AgentSessionStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    pub fn job(
+        name: &str,
+        session: &str,
+        job_type: JobType,
+        phase: Option<JobPhase>,
+        created_s: i64,
+    ) -> AgentJob {
+        let mut j = AgentJob::new(
+            name,
+            AgentJobSpec {
+                job_type,
+                session_name: session.into(),
+                prompt: "p".into(),
+                blueprint: None,
+                parent_session_name: None,
+                callback: false,
+                project_dir: None,
+                timeout_seconds: None,
+            },
+        );
+        j.metadata.namespace = Some("ns".into());
+        j.metadata.creation_timestamp =
+            Some(Time(jiff::Timestamp::from_second(created_s).unwrap()));
+        j.status = phase.map(|p| AgentJobStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        j
+    }
+
+    pub fn session(name: &str, current: Option<&str>, last: Option<&str>) -> AgentSession {
+        let mut s = AgentSession::new(name, AgentSessionSpec::default());
+        s.metadata.namespace = Some("ns".into());
+        s.status = Some(AgentSessionStatus {
+            current_job: current.map(Into::into),
+            last_job: last.map(Into::into),
+            ..Default::default()
+        });
+        s
+    }
+
+    pub fn blueprint(name: &str, tags: &[&str], disabled: bool) -> AgentBlueprint {
+        AgentBlueprint::new(
+            name,
+            AgentBlueprintSpec {
+                description: Some(format!("{name} agent")),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                disabled,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn a_session_with_a_current_or_unfinished_job_is_running() {
+        let s = session("s", Some("s-1"), None);
+        assert_eq!(session_state(Some(&s), []), SessionState::Running);
+
+        let s = session("s", None, Some("s-1"));
+        let pending = job("s-2", "s", JobType::Resume, None, 2);
+        let running = job("s-2", "s", JobType::Resume, Some(JobPhase::Running), 2);
+        let done = job("s-1", "s", JobType::Start, Some(JobPhase::Succeeded), 1);
+        let failed = job("s-1", "s", JobType::Start, Some(JobPhase::Failed), 1);
+        assert_eq!(session_state(Some(&s), [&pending]), SessionState::Running);
+        assert_eq!(session_state(Some(&s), [&running]), SessionState::Running);
+        assert_eq!(
+            session_state(Some(&s), [&done, &failed]),
+            SessionState::Finished
+        );
+        assert_eq!(session_state(Some(&s), []), SessionState::Finished);
+    }
+
+    #[test]
+    fn without_a_session_only_an_unfinished_start_job_counts() {
+        let start = job("s-1", "s", JobType::Start, Some(JobPhase::Pending), 1);
+        let resume = job("s-1", "s", JobType::Resume, None, 1);
+        let failed_start = job("s-1", "s", JobType::Start, Some(JobPhase::Failed), 1);
+        assert_eq!(session_state(None, [&start]), SessionState::Running);
+        assert_eq!(session_state(None, [&resume]), SessionState::NotExistent);
+        assert_eq!(
+            session_state(None, [&failed_start]),
+            SessionState::NotExistent
+        );
+        assert_eq!(session_state(None, []), SessionState::NotExistent);
+    }
+
+    #[test]
+    fn the_last_ended_job_prefers_the_sessions_record() {
+        let a = job("s-a", "s", JobType::Start, Some(JobPhase::Succeeded), 1);
+        let b = job("s-b", "s", JobType::Resume, Some(JobPhase::Failed), 2);
+        let c = job("s-c", "s", JobType::Resume, Some(JobPhase::Running), 3);
+        let none = session("s", None, None);
+        assert_eq!(
+            last_ended_job(Some(&none), vec![&c, &a, &b])
+                .unwrap()
+                .name_any(),
+            "s-b"
+        );
+        let recorded = session("s", None, Some("s-a"));
+        assert_eq!(
+            last_ended_job(Some(&recorded), vec![&c, &a, &b])
+                .unwrap()
+                .name_any(),
+            "s-a"
+        );
+        assert!(last_ended_job(None, vec![&c]).is_none());
+    }
+
+    #[test]
+    fn same_second_jobs_run_in_name_order() {
+        let a = job("s-0000000b", "s", JobType::Resume, None, 5);
+        let b = job("s-0000000a", "s", JobType::Start, None, 5);
+        let order: Vec<_> = in_run_order(vec![&a, &b])
+            .iter()
+            .map(|j| j.name_any())
+            .collect();
+        assert_eq!(order, ["s-0000000a", "s-0000000b"]);
+    }
+
+    #[test]
+    fn tags_header_is_comma_separated() {
+        assert_eq!(parse_tags(Some(" a, b ,,c")), ["a", "b", "c"]);
+        assert!(parse_tags(None).is_empty());
+        assert!(parse_tags(Some(" ")).is_empty());
+    }
+
+    #[test]
+    fn blueprints_need_every_tag_and_must_be_enabled() {
+        let all = [
+            blueprint("zeta", &["py", "review"], false),
+            blueprint("alpha", &["py"], false),
+            blueprint("off", &["py", "review"], true),
+        ];
+        let names = |tags: &[&str]| -> Vec<String> {
+            let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+            visible_blueprints(&all, &tags)
+                .iter()
+                .map(|b| b.name_any())
+                .collect()
+        };
+        assert_eq!(names(&[]), ["alpha", "zeta"]);
+        assert_eq!(names(&["py"]), ["alpha", "zeta"]);
+        assert_eq!(names(&["py", "review"]), ["zeta"]);
+        assert!(names(&["go"]).is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics of the gateway, served at /metrics: tool calls by tool and outcome, their latency, refused
+//! callers and result reports.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolOutcome {
+    tool: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Tool {
+    tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    tool_calls: Family<ToolOutcome, Counter>,
+    tool_latency: Family<Tool, Histogram>,
+    refusals: Family<Reason, Counter>,
+    result_reports: Family<Reason, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mcp_gateway");
+        let tool_calls = Family::<ToolOutcome, Counter>::default();
+        // 1 ms to about 65 s: status reads take microseconds, sync waits take minutes (they land in +Inf).
+        let tool_latency = Family::<Tool, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 17))
+        });
+        let refusals = Family::<Reason, Counter>::default();
+        let result_reports = Family::<Reason, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "MCP tool calls by tool and outcome (ok or error)",
+            tool_calls.clone(),
+        );
+        registry.register(
+            "tool_call_duration_seconds",
+            "Latency of MCP tool calls, waits included",
+            tool_latency.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Requests refused by caller verification, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "result_reports",
+            "Result reports of agent runners, by outcome",
+            result_reports.clone(),
+        );
+        Metrics {
+            registry,
+            tool_calls,
+            tool_latency,
+            refusals,
+            result_reports,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn tool_call(&self, tool: &str, ok: bool, elapsed: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.tool_calls
+            .get_or_create(&ToolOutcome {
+                tool: tool.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.tool_latency
+            .get_or_create(&Tool { tool: tool.into() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn result_report(&self, outcome: &str) {
+        self.result_reports
+            .get_or_create(&Reason {
+                reason: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_calls_are_counted_by_tool_and_outcome() {
+        let m = Metrics::default();
+        m.tool_call("get_agent_session_status", true, Duration::from_millis(2));
+        m.tool_call("get_agent_session_status", false, Duration::from_millis(2));
+        m.refused("missing_token");
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"mcp_gateway_tool_calls_total{tool="get_agent_session_status",outcome="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("mcp_gateway_tool_call_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mcp_gateway_auth_refusals_total{reason="missing_token"} 1"#),
+            "{text}"
+        );
+    }
+}

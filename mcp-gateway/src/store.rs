@@ -1,0 +1,190 @@
+//! Watch-fed caches of everything the tools read: sessions, jobs, blueprints and agent Pods (metadata only).
+//! Tools never GET per call; waits re-check the caches whenever a session or job event arrives, so a wait ends
+//! as soon as the change is seen, without polling.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crds::{AgentBlueprint, AgentJob, AgentSession};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub type PodMeta = PartialObjectMeta<Pod>;
+
+#[derive(Clone)]
+pub struct Stores {
+    sessions: Store<AgentSession>,
+    jobs: Store<AgentJob>,
+    blueprints: Store<AgentBlueprint>,
+    pods: Store<PodMeta>,
+    /// Bumped on every session or job event, after the store has applied it.
+    changes: watch::Receiver<u64>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Stores {
+    /// Starts the four watches (all namespaces: an authenticated caller works in its own namespace).
+    pub fn start(client: Client) -> Stores {
+        let (tx, changes) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        let all = watcher::Config::default();
+        let sessions = reflect(
+            Api::<AgentSession>::all(client.clone()),
+            all.clone(),
+            Some(tx.clone()),
+        );
+        let jobs = reflect(Api::<AgentJob>::all(client.clone()), all.clone(), Some(tx));
+        let blueprints = reflect(Api::<AgentBlueprint>::all(client.clone()), all, None);
+        // Only the operator's Pods can belong to an agent, and their metadata is all the gateway needs.
+        let selector = format!("{}={}", crds::labels::MANAGED_BY, crds::labels::MANAGER);
+        let pods = reflect(
+            Api::<PodMeta>::all(client),
+            watcher::Config::default().labels(&selector),
+            None,
+        );
+
+        let ready = Arc::new(AtomicBool::new(false));
+        tokio::spawn({
+            let (s, j, b, p, ready) = (
+                sessions.clone(),
+                jobs.clone(),
+                blueprints.clone(),
+                pods.clone(),
+                ready.clone(),
+            );
+            async move {
+                let synced = s.wait_until_ready().await.is_ok()
+                    && j.wait_until_ready().await.is_ok()
+                    && b.wait_until_ready().await.is_ok()
+                    && p.wait_until_ready().await.is_ok();
+                if synced {
+                    tracing::info!("caches synced: sessions, jobs, blueprints, agent pods");
+                    ready.store(true, Ordering::Release);
+                }
+            }
+        });
+        Stores {
+            sessions,
+            jobs,
+            blueprints,
+            pods,
+            changes,
+            ready,
+        }
+    }
+
+    /// True once every cache holds a full list: before that, "not found" could be a lie.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn session(&self, ns: &str, name: &str) -> Option<Arc<AgentSession>> {
+        self.sessions.get(&ObjectRef::new(name).within(ns))
+    }
+
+    pub fn sessions_in(&self, ns: &str) -> Vec<Arc<AgentSession>> {
+        self.sessions
+            .state_filter(|s| s.namespace().as_deref() == Some(ns))
+    }
+
+    pub fn job(&self, ns: &str, name: &str) -> Option<Arc<AgentJob>> {
+        self.jobs.get(&ObjectRef::new(name).within(ns))
+    }
+
+    pub fn jobs_in(&self, ns: &str) -> Vec<Arc<AgentJob>> {
+        self.jobs
+            .state_filter(|j| j.namespace().as_deref() == Some(ns))
+    }
+
+    /// The jobs whose spec.sessionName is `session`.
+    pub fn jobs_of(&self, ns: &str, session: &str) -> Vec<Arc<AgentJob>> {
+        self.jobs.state_filter(|j| {
+            j.spec.session_name == session && j.namespace().as_deref() == Some(ns)
+        })
+    }
+
+    pub fn blueprint(&self, ns: &str, name: &str) -> Option<Arc<AgentBlueprint>> {
+        self.blueprints.get(&ObjectRef::new(name).within(ns))
+    }
+
+    pub fn blueprints_in(&self, ns: &str) -> Vec<Arc<AgentBlueprint>> {
+        self.blueprints
+            .state_filter(|b| b.namespace().as_deref() == Some(ns))
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<Arc<PodMeta>> {
+        self.pods.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// Re-evaluates `check` after every session or job event until it returns Some or the deadline passes.
+    pub async fn wait_until<T>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let mut changes = self.changes.clone();
+        loop {
+            // Mark the current version seen before checking: an event after the check then wakes us.
+            changes.borrow_and_update();
+            if let Some(v) = check() {
+                return Some(v);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    notify: Option<Arc<watch::Sender<u64>>>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear());
+    let kind = K::kind(&()).to_string();
+    tokio::spawn(drain(kind, reflector::reflector(writer, stream), notify));
+    store
+}
+
+async fn drain<S, E, T>(
+    kind: impl std::fmt::Display,
+    stream: S,
+    notify: Option<Arc<watch::Sender<u64>>>,
+) where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => {
+                if let Some(tx) = &notify {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+            // The watcher retries with backoff; a lasting error (missing CRD, RBAC) keeps /readyz failing.
+            Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The MCP tools (names and parameters compatible with the original system). Each tool is a thin adapter: it
+//! reads the verified caller from the request, calls App, and turns the outcome into a tool result (or tool
+//! error) whose text is capped at 25,000 characters.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::request::Parts;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::auth::{self, Caller};
+use crate::error::ToolError;
+use crate::format::{self, ResponseFormat};
+use crate::ops::App;
+use crate::plan::JobRequest;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListParams {
+    /// Output format: "markdown" (default) or "json".
+    #[serde(default)]
+    pub response_format: ResponseFormat,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StartParams {
+    /// Name of the new session: lowercase letters, digits and '-', at most 60 characters, unique in the namespace.
+    pub session_name: String,
+    /// What the agent should do (1 to 100,000 characters).
+    pub prompt: String,
+    /// Agent blueprint to use (see list_agent_blueprints); omit for the default agent.
+    #[serde(default)]
+    pub agent_blueprint_name: Option<String>,
+    /// Working directory of the agent, relative to its workspace.
+    #[serde(default)]
+    pub project_dir: Option<String>,
+    /// false (default): wait for the session to finish and return its result. true: return at once.
+    #[serde(default)]
+    pub async_mode: bool,
+    /// With async_mode: deliver the child's result to you as a new prompt when it finishes.
+    #[serde(default)]
+    pub callback: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ResumeParams {
+    /// The existing session to continue.
+    pub session_name: String,
+    /// The next prompt for it (1 to 100,000 characters).
+    pub prompt: String,
+    /// false (default): wait for this turn to finish and return its result. true: return at once.
+    #[serde(default)]
+    pub async_mode: bool,
+    /// With async_mode: deliver the result to you as a new prompt when this turn finishes.
+    #[serde(default)]
+    pub callback: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusParams {
+    /// The session to check.
+    pub session_name: String,
+    /// Wait up to this many seconds (0 to 300) for a running session to finish before answering.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 300))]
+    pub wait_seconds: i64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SessionParams {
+    /// The session.
+    pub session_name: String,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    app: Arc<App>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>) -> Self {
+        Gateway {
+            app,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Runs one tool: records its metrics and turns its outcome into a (possibly error) tool result.
+    async fn run(
+        &self,
+        tool: &'static str,
+        f: impl Future<Output = Result<String, ToolError>>,
+    ) -> CallToolResult {
+        let started = Instant::now();
+        let outcome = f.await;
+        self.app
+            .metrics
+            .tool_call(tool, outcome.is_ok(), started.elapsed());
+        match outcome {
+            Ok(text) => {
+                CallToolResult::success(vec![ContentBlock::text(format::truncate_response(text))])
+            }
+            Err(e) => {
+                tracing::info!(tool, kind = e.kind(), error = %e, "tool error");
+                CallToolResult::error(vec![ContentBlock::text(format::truncate_response(
+                    e.to_string(),
+                ))])
+            }
+        }
+    }
+}
+
+/// The caller the auth middleware attached to the HTTP request.
+fn caller(parts: &Parts) -> Result<Caller, ToolError> {
+    parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ToolError::Invalid("the request carries no verified caller".into()))
+}
+
+#[tool_router]
+impl Gateway {
+    #[tool(
+        description = "List the agent blueprints (agent configurations) you can start sessions with. Disabled \
+                       blueprints are hidden, and so are those lacking any tag of the X-Agent-Tags header."
+    )]
+    async fn list_agent_blueprints(
+        &self,
+        Parameters(p): Parameters<ListParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("list_agent_blueprints", async {
+            let tags = auth::tags(&parts.headers);
+            Ok(self
+                .app
+                .list_blueprints(&caller(&parts)?, &tags, p.response_format))
+        })
+        .await
+    }
+
+    #[tool(
+        description = "List the agent sessions of your namespace with their status (running or finished)."
+    )]
+    async fn list_agent_sessions(
+        &self,
+        Parameters(p): Parameters<ListParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("list_agent_sessions", async {
+            Ok(self.app.list_sessions(&caller(&parts)?, p.response_format))
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Start a new agent session with a prompt. Sync mode (default) waits up to 600 s and returns \
+                       the agent's result; async_mode=true returns at once with the session and job names. With \
+                       async_mode and callback=true, the result is delivered to you as a new prompt when the \
+                       child finishes."
+    )]
+    async fn start_agent_session(
+        &self,
+        Parameters(p): Parameters<StartParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("start_agent_session", async {
+            let req = JobRequest {
+                session_name: p.session_name,
+                prompt: p.prompt,
+                blueprint: p.agent_blueprint_name,
+                project_dir: p.project_dir,
+                async_mode: p.async_mode,
+                callback: p.callback,
+            };
+            self.app.start(&caller(&parts)?, req).await
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Resume an existing agent session with a new prompt. Sync mode (default) waits up to 600 s \
+                       and returns the result; async_mode=true returns at once. A resume on a busy session waits \
+                       for its turn."
+    )]
+    async fn resume_agent_session(
+        &self,
+        Parameters(p): Parameters<ResumeParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("resume_agent_session", async {
+            let req = JobRequest {
+                session_name: p.session_name,
+                prompt: p.prompt,
+                async_mode: p.async_mode,
+                callback: p.callback,
+                ..Default::default()
+            };
+            self.app.resume(&caller(&parts)?, req).await
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Status of a session: {\"status\": \"running\" | \"finished\" | \"not_existent\"}. With \
+                       wait_seconds (0 to 300) a running session is watched and the answer comes as soon as it \
+                       finishes."
+    )]
+    async fn get_agent_session_status(
+        &self,
+        Parameters(p): Parameters<StatusParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("get_agent_session_status", async {
+            self.app
+                .status(&caller(&parts)?, &p.session_name, p.wait_seconds)
+                .await
+        })
+        .await
+    }
+
+    #[tool(
+        description = "The result of a finished session's last run. An error if it is still running or failed."
+    )]
+    async fn get_agent_session_result(
+        &self,
+        Parameters(p): Parameters<SessionParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("get_agent_session_result", async {
+            self.app.result(&caller(&parts)?, &p.session_name)
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Delete every agent session and job of your namespace (your own session is kept). Running \
+                       sessions are stopped."
+    )]
+    async fn delete_all_agent_sessions(
+        &self,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("delete_all_agent_sessions", async {
+            self.app.delete_all(&caller(&parts)?).await
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Stop a running session: its current and waiting jobs are cancelled (a parent waiting for a \
+                       callback is told it was stopped). The session itself is kept and can be resumed."
+    )]
+    async fn stop_agent_session(
+        &self,
+        Parameters(p): Parameters<SessionParams>,
+        Extension(parts): Extension<Parts>,
+    ) -> CallToolResult {
+        self.run("stop_agent_session", async {
+            self.app.stop(&caller(&parts)?, &p.session_name).await
+        })
+        .await
+    }
+}
+
+#[tool_handler(router = self.tool_router, name = "mcp-gateway")]
+impl ServerHandler for Gateway {}
