@@ -12,3 +12,7 @@ pub const CALLBACK_DELIVERY: &str = "agentorchestrator.dev/callback-delivery";
 /// Identifies objects managed by the operator (the recommended `app.kubernetes.io/managed-by` label).
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "agent-operator";
+
+/// On an AgentSession created by a Start job: that job's UID. The Start job that created a session runs on it;
+/// any other Start job naming the session fails with AlreadyExists.
+pub const CREATED_BY_JOB: &str = "agentorchestrator.dev/created-by-job";

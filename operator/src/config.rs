@@ -1,0 +1,74 @@
+//! Command line of `agent-operator`.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "agent-operator",
+    version,
+    about = "Runs AgentJobs as Pods and delivers callbacks between agent sessions"
+)]
+pub struct Config {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "AGENT_OPERATOR_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "AGENT_OPERATOR_METRICS_ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Image of agent Pods whose blueprint names none (or of jobs without a blueprint).
+    #[arg(
+        long,
+        default_value = "ghcr.io/agentorchestrator/agent-runner:latest",
+        env = "AGENT_OPERATOR_AGENT_IMAGE"
+    )]
+    pub agent_image: String,
+
+    /// URL agents reach the MCP gateway at (AGENT_MCP_URL of agent Pods).
+    #[arg(
+        long,
+        default_value = "http://mcp-gateway.agent-orchestrator.svc:9500/mcp",
+        env = "AGENT_OPERATOR_MCP_URL"
+    )]
+    pub mcp_url: String,
+
+    /// Elect a leader through a Lease, so that only one of several replicas writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "AGENT_OPERATOR_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease (default: the namespace in the kubeconfig or service account).
+    #[arg(long, env = "AGENT_OPERATOR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        default_value = "agent-operator-leader",
+        env = "AGENT_OPERATOR_LEASE_NAME"
+    )]
+    pub lease_name: String,
+
+    /// How long a leader's lease lasts without renewal; a new leader takes over at most this long after the old
+    /// one died.
+    #[arg(
+        long,
+        default_value_t = 15,
+        env = "AGENT_OPERATOR_LEASE_DURATION_SECONDS"
+    )]
+    pub lease_duration_seconds: u64,
+
+    /// Identity of this replica in the Lease (default: the host name and PID).
+    #[arg(long, env = "AGENT_OPERATOR_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "AGENT_OPERATOR_LOG_JSON")]
+    pub log_json: bool,
+}

@@ -1,0 +1,99 @@
+//! What every reconcile shares: the client, the watch-fed stores, the event recorder and the metrics.
+
+use crds::{AgentBlueprint, AgentJob, AgentSession};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use crate::domain::pod::PodDefaults;
+use crate::metrics::Metrics;
+
+pub const MANAGER: &str = crds::labels::MANAGER;
+
+pub struct Context {
+    pub client: Client,
+    pub defaults: PodDefaults,
+    pub jobs: Store<AgentJob>,
+    pub sessions: Store<AgentSession>,
+    pub pods: Store<Pod>,
+    pub blueprints: Store<AgentBlueprint>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        defaults: PodDefaults,
+        stores: (
+            Store<AgentJob>,
+            Store<AgentSession>,
+            Store<Pod>,
+            Store<AgentBlueprint>,
+        ),
+        metrics: Metrics,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            defaults,
+            jobs: stores.0,
+            sessions: stores.1,
+            pods: stores.2,
+            blueprints: stores.3,
+            metrics,
+        }
+    }
+
+    pub fn session(&self, ns: &str, name: &str) -> Option<std::sync::Arc<AgentSession>> {
+        self.sessions.get(&ObjectRef::new(name).within(ns))
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {
+        self.pods.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// Records an Event on `obj`. Events are for people: a failure to record one is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        self.event_about(obj, warning, reason, note, None).await
+    }
+
+    /// An Event on `obj` about `related` too. Events are aggregated by reason and related object, so events of
+    /// one reason about different jobs stay apart.
+    pub async fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: related,
+        };
+        self.metrics.write("events", "create");
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(object = %obj.name_any(), reason, error = %e, "could not record event");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The controllers and how they are wired to watches.
+//!
+//! One watch per kind (jobs, sessions, operator-owned Pods, blueprints) feeds one store. Each event first updates
+//! the store, then is mapped (see `triggers`) to the reconciles it calls for, so a reconcile never runs on a store
+//! older than the change that triggered it. The job and session controllers read every store.
+
+pub mod job;
+pub mod session;
+pub mod triggers;
+
+use std::sync::Arc;
+
+use crds::{AgentBlueprint, AgentJob, AgentSession, labels};
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt, future, stream};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::domain::pod::PodDefaults;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A store fed by a watch, and the stream of changed (or deleted) objects, each yielded after the store has it.
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = K>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|r| {
+            future::ready(match r {
+                Ok(obj) => Some(obj),
+                Err(e) => {
+                    tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying");
+                    None
+                }
+            })
+        });
+    (store, changes)
+}
+
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, err, ctx| {
+        ctx.metrics.error(controller, err.metric_label());
+        if !matches!(err, Error::Conflict(_)) {
+            tracing::warn!(controller, error = %err, "reconcile failed");
+        }
+        err.retry(0)
+    }
+}
+
+/// Runs both controllers until the process stops. Only the leader calls this.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    defaults: PodDefaults,
+    metrics: Metrics,
+) {
+    let ns = namespace.as_deref();
+    let all = watcher::Config::default();
+    let ours =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+
+    let (jobs, job_changes) = reflect(api::<AgentJob>(&client, ns), all.clone());
+    let (sessions, session_changes) = reflect(api::<AgentSession>(&client, ns), all.clone());
+    let (pods, pod_changes) = reflect(api::<Pod>(&client, ns), ours);
+    let (blueprints, blueprint_changes) = reflect(api::<AgentBlueprint>(&client, ns), all);
+
+    let (job_tx, job_rx) = mpsc::unbounded::<ObjectRef<AgentJob>>();
+    let (session_tx, session_rx) = mpsc::unbounded::<ObjectRef<AgentSession>>();
+    let send_job = |tx: &mpsc::UnboundedSender<ObjectRef<AgentJob>>, r| {
+        let _ = tx.unbounded_send(r);
+    };
+    let send_session = |tx: &mpsc::UnboundedSender<ObjectRef<AgentSession>>, r| {
+        let _ = tx.unbounded_send(r);
+    };
+
+    let dispatch_jobs = {
+        let (job_tx, session_tx) = (job_tx.clone(), session_tx.clone());
+        job_changes.for_each(move |job| {
+            let (me, sessions) = triggers::of_job(&job);
+            send_job(&job_tx, me);
+            sessions
+                .into_iter()
+                .for_each(|s| send_session(&session_tx, s));
+            future::ready(())
+        })
+    };
+    let dispatch_sessions = {
+        let (job_tx, session_tx, jobs) = (job_tx.clone(), session_tx.clone(), jobs.clone());
+        session_changes.for_each(move |session| {
+            let (me, waiting) = triggers::of_session(&session, &jobs);
+            send_session(&session_tx, me);
+            waiting.into_iter().for_each(|j| send_job(&job_tx, j));
+            future::ready(())
+        })
+    };
+    let dispatch_pods = {
+        let (job_tx, session_tx) = (job_tx.clone(), session_tx.clone());
+        pod_changes.for_each(move |pod| {
+            let (job, session) = triggers::of_pod(&pod);
+            job.into_iter().for_each(|j| send_job(&job_tx, j));
+            session
+                .into_iter()
+                .for_each(|s| send_session(&session_tx, s));
+            future::ready(())
+        })
+    };
+    let blueprint_store = blueprint_changes.for_each(|_| future::ready(()));
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        defaults,
+        (jobs.clone(), sessions.clone(), pods, blueprints),
+        metrics,
+    ));
+    let job_loop = Controller::for_stream(stream::pending(), jobs)
+        .reconcile_on(job_rx)
+        .run(job::reconcile, error_policy("agentjob"), ctx.clone())
+        .for_each(|_| future::ready(()));
+    let session_loop = Controller::for_stream(stream::pending(), sessions)
+        .reconcile_on(session_rx)
+        .run(
+            session::reconcile,
+            error_policy("agentsession"),
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let gauges = phase_gauges(ctx.clone());
+    tokio::join!(
+        dispatch_jobs,
+        dispatch_sessions,
+        dispatch_pods,
+        blueprint_store,
+        job_loop,
+        session_loop,
+        gauges
+    );
+}
+
+/// Keeps the jobs-by-phase gauge current from the store (cheap: a scan every few seconds).
+async fn phase_gauges(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let mut counts = std::collections::HashMap::<&'static str, i64>::new();
+        for job in ctx.jobs.state() {
+            let phase = job
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| p.as_str())
+                .unwrap_or("Unknown");
+            *counts.entry(phase).or_default() += 1;
+        }
+        for phase in ["Unknown", "Pending", "Running", "Succeeded", "Failed"] {
+            let n = counts.get(phase).copied().unwrap_or(0);
+            ctx.metrics
+                .jobs_by_phase
+                .get_or_create(&crate::metrics::PhaseLabel { phase })
+                .set(n);
+        }
+    }
+}

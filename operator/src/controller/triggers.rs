@@ -1,0 +1,56 @@
+//! Which reconciles a change of one object calls for. One watch per kind feeds its store and then these mappings,
+//! so a reconcile triggered by a change always finds that change in the store.
+
+use crds::{AgentJob, AgentSession, labels};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::domain::order::is_finished;
+
+/// A job's change concerns the job, its session (which may be waiting for it to end) and, for callbacks, its
+/// parent session.
+pub fn of_job(job: &AgentJob) -> (ObjectRef<AgentJob>, Vec<ObjectRef<AgentSession>>) {
+    let ns = job.namespace().unwrap_or_default();
+    let mut sessions = vec![ObjectRef::new(&job.spec.session_name).within(&ns)];
+    if let Some(parent) = job
+        .spec
+        .parent_session_name
+        .as_ref()
+        .filter(|_| job.spec.callback)
+    {
+        sessions.push(ObjectRef::new(parent).within(&ns));
+    }
+    (ObjectRef::from_obj(job), sessions)
+}
+
+/// A session's change concerns the session and every unfinished job naming it (it may be their turn now, or the
+/// session they wait for may exist now).
+pub fn of_session(
+    session: &AgentSession,
+    jobs: &Store<AgentJob>,
+) -> (ObjectRef<AgentSession>, Vec<ObjectRef<AgentJob>>) {
+    let (ns, name) = (session.namespace(), session.name_any());
+    let waiting = jobs
+        .state()
+        .into_iter()
+        .filter(|j| j.spec.session_name == name && j.namespace() == ns && !is_finished(j))
+        .map(|j| ObjectRef::from_obj(j.as_ref()))
+        .collect();
+    (ObjectRef::from_obj(session), waiting)
+}
+
+/// A Pod's change concerns the job that owns it and, when it disappears, the session it ran for.
+pub fn of_pod(pod: &Pod) -> (Option<ObjectRef<AgentJob>>, Option<ObjectRef<AgentSession>>) {
+    let ns = pod.namespace().unwrap_or_default();
+    let job = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "AgentJob")
+        .map(|o| ObjectRef::new(&o.name).within(&ns));
+    let session = pod
+        .labels()
+        .get(labels::SESSION)
+        .map(|s| ObjectRef::new(s).within(&ns));
+    (job, session)
+}

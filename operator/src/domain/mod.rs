@@ -1,0 +1,12 @@
+//! Pure domain logic: no API calls, no async. Everything here is decided from objects already read, so it is unit
+//! tested from YAML fixtures without a cluster.
+
+pub mod callback;
+pub mod job;
+pub mod lineage;
+pub mod order;
+pub mod pod;
+pub mod session;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
