@@ -3,6 +3,7 @@
 //!
 //! The suite never skips: without a reachable cluster every test fails with a message that says how to start one.
 
+pub mod agents;
 pub mod gateway;
 pub mod operator;
 
@@ -144,10 +145,12 @@ fn dump_namespace(ns: &str) {
 pub async fn wait_for<K, C>(api: &Api<K>, name: &str, timeout: Duration, condition: C) -> Option<K>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
     C: Condition<K>,
 {
-    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let kind = std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object");
     match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
         Ok(Ok(obj)) => obj,
         Ok(Err(e)) => panic!("watching {kind} {name}: {e}"),

@@ -1,0 +1,114 @@
+//! Working with the project's own kinds in end-to-end tests: installing the CRDs, making jobs, finishing Pods.
+
+use std::time::Duration;
+
+use crds::{AgentJob, AgentSession, JobPhase, SessionPhase};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::conditions;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::wait_for;
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Applies the CRDs generated from the types (the same YAML `make crds` writes) and waits until they are served.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in crds::all_crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        wait_for(&api, &name, TIMEOUT, conditions::is_crd_established()).await;
+    }
+}
+
+/// An AgentJob from its spec (JSON), named `name`.
+pub fn job(name: &str, spec: Value) -> AgentJob {
+    serde_json::from_value(json!({
+        "apiVersion": "agentorchestrator.dev/v1alpha1",
+        "kind": "AgentJob",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("job {name}: {e}"))
+}
+
+pub fn start(name: &str, session: &str) -> AgentJob {
+    job(
+        name,
+        json!({"type": "Start", "sessionName": session, "prompt": format!("start {session}")}),
+    )
+}
+
+pub fn resume(name: &str, session: &str) -> AgentJob {
+    job(
+        name,
+        json!({"type": "Resume", "sessionName": session, "prompt": format!("resume {session}")}),
+    )
+}
+
+pub async fn create(api: &Api<AgentJob>, job: &AgentJob) -> AgentJob {
+    api.create(&PostParams::default(), job)
+        .await
+        .unwrap_or_else(|e| panic!("create AgentJob {}: {e}", job.name_any()))
+}
+
+pub fn job_phase(job: Option<&AgentJob>) -> Option<JobPhase> {
+    job.and_then(|j| j.status.as_ref()?.phase)
+}
+
+pub fn job_reason(job: &AgentJob) -> Option<&str> {
+    job.status.as_ref()?.reason.as_deref()
+}
+
+/// Waits until job `name` reaches `phase` and returns it.
+pub async fn wait_job(api: &Api<AgentJob>, name: &str, phase: JobPhase) -> AgentJob {
+    wait_for(api, name, TIMEOUT, move |j: Option<&AgentJob>| {
+        job_phase(j) == Some(phase)
+    })
+    .await
+    .expect("job exists")
+}
+
+pub async fn wait_session(
+    api: &Api<AgentSession>,
+    name: &str,
+    phase: SessionPhase,
+) -> AgentSession {
+    wait_for(api, name, TIMEOUT, move |s: Option<&AgentSession>| {
+        s.and_then(|s| s.status.as_ref()?.phase) == Some(phase)
+    })
+    .await
+    .expect("session exists")
+}
+
+/// Waits until the Pod of job `name` exists and returns it.
+pub async fn wait_pod(api: &Api<Pod>, name: &str) -> Pod {
+    wait_for(api, name, TIMEOUT, |p: Option<&Pod>| p.is_some())
+        .await
+        .expect("pod exists")
+}
+
+/// Tells kwok to end a running Pod: `succeed` (with `message` as termination message) or `fail` (with `exit_code`).
+pub async fn finish_pod(api: &Api<Pod>, name: &str, outcome: &str, message: &str, exit_code: i32) {
+    let patch = json!({"metadata": {"annotations": {
+        "sim.agentorchestrator.dev/outcome": outcome,
+        "sim.agentorchestrator.dev/message": message,
+        "sim.agentorchestrator.dev/exit-code": exit_code.to_string(),
+    }}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotate pod {name}: {e}"));
+}
+
+pub async fn succeed_pod(api: &Api<Pod>, name: &str, message: &str) {
+    finish_pod(api, name, "succeed", message, 0).await
+}
