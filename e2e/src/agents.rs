@@ -112,3 +112,48 @@ pub async fn finish_pod(api: &Api<Pod>, name: &str, outcome: &str, message: &str
 pub async fn succeed_pod(api: &Api<Pod>, name: &str, message: &str) {
     finish_pod(api, name, "succeed", message, 0).await
 }
+
+/// A blueprint whose Pods finish by themselves (kwok completes them `after` their start, with `message`).
+pub async fn self_finishing_blueprint(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    after: &str,
+    message: &str,
+) {
+    let bp: crds::AgentBlueprint = serde_json::from_value(json!({
+        "apiVersion": "agentorchestrator.dev/v1alpha1", "kind": "AgentBlueprint",
+        "metadata": {"name": name},
+        "spec": {"description": "finishes by itself", "podTemplate": {"annotations": {
+            "sim.agentorchestrator.dev/outcome": "succeed",
+            "sim.agentorchestrator.dev/after": after,
+            "sim.agentorchestrator.dev/message": message,
+        }}}
+    }))
+    .expect("valid blueprint");
+    Api::<crds::AgentBlueprint>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &bp)
+        .await
+        .unwrap_or_else(|e| panic!("create blueprint {name}: {e}"));
+}
+
+/// A Start job of session `session` with blueprint `blueprint`.
+pub fn start_with(name: &str, session: &str, blueprint: &str) -> AgentJob {
+    job(
+        name,
+        json!({"type": "Start", "sessionName": session, "prompt": format!("start {session}"), "blueprint": blueprint}),
+    )
+}
+
+/// Counts the jobs of the namespace in `phase`.
+pub async fn count_in_phase(api: &Api<AgentJob>, phase: JobPhase) -> usize {
+    api.list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|j| job_phase(Some(j)) == Some(phase))
+                .count()
+        })
+        .unwrap_or(0)
+}
