@@ -32,8 +32,12 @@ cluster-up: cluster-build ## start the local control plane (idempotent); kubecon
 	$(BIN)/localcluster up --root $(LOCAL)
 
 .PHONY: cluster-down
-cluster-down: ## stop every process of the local control plane and remove its data (idempotent)
+cluster-down: stop ## stop every process of the local control plane and remove its data (idempotent)
 	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down --root $(LOCAL); fi
+
+.PHONY: stop
+stop: ## stop the operator and gateway started by `make run`
+	@for f in $(LOCAL)/run/*.pid; do [ -f "$$f" ] || continue; kill "$$(cat $$f)" 2>/dev/null || true; rm -f "$$f"; done
 
 .PHONY: crds
 crds: ## regenerate crds/manifests/ from the API types
@@ -74,9 +78,6 @@ test: lint unit cluster-selftest ## every check and test, against a fresh local 
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: run
-run: cluster-up ## bring up the local control plane and show how to use it
-	@echo
-	@echo "The local control plane is up. Use it with:"
-	@echo "  export KUBECONFIG=$(LOCAL)/kubeconfig PATH=$(BIN):\$$PATH"
-	@echo "  kubectl get nodes"
-	@echo "Stop it with: make cluster-down"
+run: cluster-up ## bring up the local control plane, install the CRDs, run operator and gateway, show what to do
+	cargo build --bins
+	scripts/run-local.sh
