@@ -335,6 +335,12 @@ impl App {
             .as_ref()
             .and_then(|s| s.status.clone())
             .unwrap_or_default();
+        if status.phase == Some(SessionPhase::Stopped) {
+            // The stopped job is gone; an older job's result would be mistaken for this run's.
+            return Err(ToolError::Failed(format!(
+                "session '{session}' was stopped before its last run finished; resume it to continue"
+            )));
+        }
         let jobs = self.stores.jobs_of(ns, session);
         let last =
             domain::last_ended_job(record.as_deref(), jobs.iter().map(|j| j.as_ref()).collect());

@@ -3,7 +3,6 @@
 //! as soon as the change is seen, without polling.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use futures::StreamExt;
@@ -26,7 +25,8 @@ pub struct Stores {
     pods: Store<PodMeta>,
     /// Bumped on every session or job event, after the store has applied it.
     changes: watch::Receiver<u64>,
-    ready: Arc<AtomicBool>,
+    /// True once every cache holds a full list.
+    ready: watch::Receiver<bool>,
 }
 
 impl Stores {
@@ -50,14 +50,13 @@ impl Stores {
             None,
         );
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = watch::channel(false);
         tokio::spawn({
-            let (s, j, b, p, ready) = (
+            let (s, j, b, p) = (
                 sessions.clone(),
                 jobs.clone(),
                 blueprints.clone(),
                 pods.clone(),
-                ready.clone(),
             );
             async move {
                 let synced = s.wait_until_ready().await.is_ok()
@@ -66,7 +65,7 @@ impl Stores {
                     && p.wait_until_ready().await.is_ok();
                 if synced {
                     tracing::info!("caches synced: sessions, jobs, blueprints, agent pods");
-                    ready.store(true, Ordering::Release);
+                    let _ = ready_tx.send(true);
                 }
             }
         });
@@ -82,7 +81,16 @@ impl Stores {
 
     /// True once every cache holds a full list: before that, "not found" could be a lie.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
+    }
+
+    /// Waits (up to `deadline`) for the caches to be synced; false if they are not by then.
+    pub async fn wait_ready(&self, deadline: Instant) -> bool {
+        let mut ready = self.ready.clone();
+        matches!(
+            tokio::time::timeout_at(deadline, ready.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn session(&self, ns: &str, name: &str) -> Option<Arc<AgentSession>> {

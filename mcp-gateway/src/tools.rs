@@ -21,6 +21,9 @@ use crate::format::{self, ResponseFormat};
 use crate::ops::App;
 use crate::plan::JobRequest;
 
+/// How long a tool call that arrives before the caches are synced waits for them.
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListParams {
     /// Output format: "markdown" (default) or "json".
@@ -99,7 +102,15 @@ impl Gateway {
         f: impl Future<Output = Result<String, ToolError>>,
     ) -> CallToolResult {
         let started = Instant::now();
-        let outcome = f.await;
+        // Before the first full list, "not found" could be a lie: a call that arrives that early waits briefly.
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        let outcome = if self.app.stores.is_ready() || self.app.stores.wait_ready(deadline).await {
+            f.await
+        } else {
+            Err(ToolError::Conflict(
+                "the gateway is starting and has not loaded the sessions yet; retry in a few seconds".into(),
+            ))
+        };
         self.app
             .metrics
             .tool_call(tool, outcome.is_ok(), started.elapsed());
