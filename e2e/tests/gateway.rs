@@ -14,7 +14,7 @@ use e2e::gateway::{
 };
 use e2e::with_temp_ns;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, DynamicObject};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -663,6 +663,81 @@ async fn two_replicas_behind_one_address_serve_one_client_session() {
                 + gw.metric(r#"mcp_gateway_tool_calls_total{tool="list_agent_blueprints",outcome="ok"}"#).await
                 >= 1.0, "replica {} served no tool call", gw.addr);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stop_cancels_unfinished_jobs_and_delete_all_keeps_the_callers_session() {
+    with_temp_ns("gw-stop", |client, ns| async move {
+        let gw = gateway(&client, &ns, &[]).await;
+        let token = agent(&client, &ns, "lead").await;
+        for name in ["lead", "other"] {
+            create(
+                &client,
+                &ns,
+                "AgentSession",
+                json!({"metadata": {"name": name}, "spec": {}}),
+            )
+            .await;
+        }
+        let mcp = McpClient::new(gw.url()).bearer(&token);
+        e2e::eventually("sessions cached", TIMEOUT, || async {
+            let r = mcp
+                .run(vec![call(
+                    "list_agent_sessions",
+                    json!({"response_format": "json"}),
+                )])
+                .await
+                .ok()?;
+            (parse(&ok_text(&r[0]))["total"] == 2).then_some(())
+        })
+        .await;
+        let results = mcp
+            .run(vec![
+                call(
+                    "start_agent_session",
+                    json!({"session_name": "kid", "prompt": "x", "async_mode": true}),
+                ),
+                // Same replica, right after: the new job is already visible (read-your-writes).
+                call("stop_agent_session", json!({"session_name": "kid"})),
+                call("stop_agent_session", json!({"session_name": "lead"})),
+                call(
+                    "resume_agent_session",
+                    json!({"session_name": "other", "prompt": "x", "async_mode": true}),
+                ),
+                call("delete_all_agent_sessions", json!({})),
+            ])
+            .await
+            .expect("client session");
+        let kid_job = parse(&ok_text(&results[0]))["job_name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let stopped = parse(&ok_text(&results[1]));
+        assert_eq!(stopped["stopped_jobs"], json!([kid_job]), "{stopped}");
+        assert!(error_text(&results[2]).contains("cannot stop itself"));
+        let other_job = parse(&ok_text(&results[3]))["job_name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let deleted = ok_text(&results[4]);
+        assert!(
+            deleted.contains("Deleted 1 agent sessions and 1 agent jobs")
+                && deleted.contains("'lead' was kept"),
+            "{deleted}"
+        );
+
+        let jobs = api(&client, &ns, "AgentJob");
+        let gone = |o: Option<&DynamicObject>| o.is_none();
+        e2e::wait_for(&jobs, &other_job, TIMEOUT, gone).await;
+        e2e::wait_for(&jobs, &kid_job, TIMEOUT, gone).await;
+        let sessions = api(&client, &ns, "AgentSession");
+        e2e::wait_for(&sessions, "other", TIMEOUT, gone).await;
+        assert!(
+            sessions.get_opt("lead").await.unwrap().is_some(),
+            "the caller's own session was deleted"
+        );
     })
     .await;
 }

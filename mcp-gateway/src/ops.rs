@@ -152,6 +152,12 @@ impl App {
         let session = spec.session_name.clone();
         let callback = spec.callback;
         let job = self.create_job(ns, spec).await?;
+        // Read-your-writes on this replica: once the answer is out, status, stop and list already see the job.
+        // The watch event normally arrives within milliseconds; past the deadline the answer goes out anyway.
+        let seen = Instant::now() + Duration::from_secs(5);
+        self.stores
+            .wait_until(seen, || self.stores.job(ns, &job).map(|_| ()))
+            .await;
         if async_mode {
             return Ok(format::job_accepted(&session, &job, callback));
         }
