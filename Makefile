@@ -70,8 +70,48 @@ e2e: python-env ## end-to-end tests against the running local cluster (see clust
 	cargo build -q --bins
 	cargo test -p e2e --no-fail-fast
 
+# Container images, built without a container engine: static binaries (glibc, crt-static) FROM scratch, as the
+# non-root user 65532, written as OCI archives by images/build (go-containerregistry). images/*/Dockerfile builds the
+# same images with Docker.
+IMAGE_REPO    ?= ghcr.io/agentorchestrator
+CA_BUNDLE     ?= /etc/ssl/certs/ca-certificates.crt
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_DIR    := $(ROOT)/target-static
+IMAGES        := agent-operator mcp-gateway
+CHART         := charts/agent-orchestrator
+
+.PHONY: images
+images: ## container images of agent-operator and mcp-gateway as OCI archives in .local/images/
+	RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_DIR=$(STATIC_DIR) \
+		cargo build --release --locked --target $(STATIC_TARGET) $(addprefix -p ,$(IMAGES))
+	@mkdir -p $(BIN)
+	cd images/build && go build -o $(BIN)/imagebuild .
+	@for n in $(IMAGES); do \
+		$(BIN)/imagebuild --name $$n --binary $(STATIC_DIR)/$(STATIC_TARGET)/release/$$n --rootfs images/rootfs \
+			--file $(CA_BUNDLE)=etc/ssl/certs/ca-certificates.crt --ref $(IMAGE_REPO)/$$n:$(VERSION) \
+			--version $(VERSION) --source $$(sed -n 's/^repository = "\(.*\)"/\1/p' Cargo.toml) \
+			--out $(LOCAL)/images/$$n.tar; \
+	done
+
+.PHONY: images-check
+images-check: images ## check the image archives: config (user, entrypoint, platform), static binary, --version inside
+	@unformatted=$$(gofmt -l images/build); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	cd images/build && go vet ./... && IMAGES_DIR=$(LOCAL)/images go test -count=1 -v ./...
+
+.PHONY: chart-sync
+chart-sync: ## copy crds/manifests/ into the Helm chart (after `make crds`)
+	cp crds/manifests/*.yaml $(CHART)/files/crds/
+
+.PHONY: chart-check
+chart-check: cluster-build ## the Helm chart: CRD copies in sync with crds/manifests/, helm lint --strict
+	@diff -r crds/manifests $(CHART)/files/crds >/dev/null || { diff -r crds/manifests $(CHART)/files/crds | head -20; \
+		echo "$(CHART)/files/crds/ differs from crds/manifests/: run make chart-sync"; exit 1; }
+	$(BIN)/helm lint --strict $(CHART)
+	$(BIN)/helm lint --strict $(CHART) -f $(CHART)/ci/all-features-values.yaml
+
 .PHONY: test
-test: lint unit cluster-selftest ## every check and test, against a fresh local cluster that is torn down afterwards
+test: lint unit cluster-selftest images-check chart-check ## every check and test, against a fresh local cluster that is torn down afterwards
 	$(MAKE) --no-print-directory cluster-down
 	$(MAKE) --no-print-directory cluster-up
 	status=0; $(MAKE) --no-print-directory e2e || status=$$?; \
