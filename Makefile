@@ -117,6 +117,16 @@ test: lint unit cluster-selftest images-check chart-check ## every check and tes
 	status=0; $(MAKE) --no-print-directory e2e || status=$$?; \
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
+.PHONY: bench
+bench: cluster-build ## benchmarks against a fresh local cluster (release operator); prints the figures
+	cargo build --release -p agent-operator -p mcp-gateway
+	cargo build -p e2e --bin bench
+	$(MAKE) --no-print-directory cluster-down
+	$(MAKE) --no-print-directory cluster-up
+	status=0; AGENT_OPERATOR_BIN=$(ROOT)/target/release/agent-operator MCP_GATEWAY_BIN=$(ROOT)/target/release/mcp-gateway \
+		target/debug/bench || status=$$?; \
+	$(MAKE) --no-print-directory cluster-down; exit $$status
+
 .PHONY: run
 run: cluster-up ## bring up the local control plane, install the CRDs, run operator and gateway, show what to do
 	cargo build --bins

@@ -16,3 +16,16 @@ pub const MANAGER: &str = "agent-operator";
 /// On an AgentSession created by a Start job: that job's UID. The Start job that created a session runs on it;
 /// any other Start job naming the session fails with AlreadyExists.
 pub const CREATED_BY_JOB: &str = "agentorchestrator.dev/created-by-job";
+
+/// On an AgentJob: UID of its parent session when the job was made (set by the gateway). Without it, the parent
+/// is the session of that name created no later than the job.
+pub const PARENT_UID: &str = "agentorchestrator.dev/parent-uid";
+
+/// On a callback-delivery AgentJob: the UIDs of the child jobs whose callbacks it delivers, comma-separated.
+pub const DELIVERS: &str = "agentorchestrator.dev/delivers";
+/// On a callback-delivery AgentJob: the names of those child jobs, comma-separated, for people.
+pub const DELIVERS_JOBS: &str = "agentorchestrator.dev/delivers-jobs";
+
+/// Finalizer on jobs with `callback: true`: the job stays until its callback is in the parent's queue (or dropped),
+/// so deleting a running child still calls its parent back.
+pub const CALLBACK_FINALIZER: &str = "agentorchestrator.dev/callback";

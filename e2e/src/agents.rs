@@ -157,3 +157,42 @@ pub async fn count_in_phase(api: &Api<AgentJob>, phase: JobPhase) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// A job with `callback: true` starting session `session` as a child of `parent`.
+pub fn child(name: &str, session: &str, parent: &str, blueprint: Option<&str>) -> AgentJob {
+    let mut spec = json!({"type": "Start", "sessionName": session, "prompt": format!("work on {session}"),
+        "parentSessionName": parent, "callback": true});
+    if let Some(bp) = blueprint {
+        spec["blueprint"] = json!(bp);
+    }
+    job(name, spec)
+}
+
+/// The callback-delivery Resume jobs of session `parent`, oldest first.
+pub async fn deliveries(api: &Api<AgentJob>, parent: &str) -> Vec<AgentJob> {
+    let selector = format!(
+        "{}=true,{}={parent}",
+        crds::labels::CALLBACK_DELIVERY,
+        crds::labels::SESSION
+    );
+    let mut jobs = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list deliveries")
+        .items;
+    jobs.sort_by_key(|j| {
+        (
+            j.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            j.name_any(),
+        )
+    });
+    jobs
+}
+
+/// The child job names a delivery job carries.
+pub fn delivered_jobs(job: &AgentJob) -> Vec<String> {
+    job.annotations()
+        .get(crds::labels::DELIVERS_JOBS)
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default()
+}

@@ -10,19 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::{
-    AgentBlueprint, AgentJob, AgentJobStatus, AgentSession, AgentSessionSpec, JobPhase, JobType,
-    labels,
+    AgentBlueprint, AgentJob, AgentJobStatus, AgentSession, AgentSessionSpec, CallbackProgress,
+    CallbackState, JobPhase, JobType, labels,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{info, instrument};
 
+use super::callbacks::write_progress;
 use crate::apply::{already_exists, apply_status, not_found};
 use crate::context::{Context, MANAGER};
+use crate::domain::callback::rules::{calls_back, settled, state};
 use crate::domain::job::{PodOutcome, failure_text, observe};
 use crate::domain::lineage::creates_cycle;
 use crate::domain::order::{is_deleting, is_finished};
@@ -50,6 +52,14 @@ fn now() -> Time {
 #[instrument(skip_all, fields(job = %job.name_any(), ns = job.namespace().unwrap_or_default()))]
 pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("agentjob");
+    let job = if job.spec.callback {
+        match callback_duties(job, &ctx).await? {
+            Duties::Done(action) => return Ok(action),
+            Duties::Continue(job) => job,
+        }
+    } else {
+        job
+    };
     if is_deleting(&job) || is_finished(&job) {
         return Ok(Action::await_change());
     }
@@ -93,6 +103,170 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
         None => return start_pod(&job, &session, &ctx).await,
     };
     follow_pod(&job, &session, &pod, &ctx).await
+}
+
+enum Duties {
+    Done(Action),
+    Continue(Arc<AgentJob>),
+}
+
+/// What a job with `callback: true` owes its parent: a finalizer while its callback is not yet in the parent's
+/// queue (so deleting the job cannot lose it), a `Stopped` end when deleted while running, and a `Dropped` callback
+/// when the parent is gone.
+async fn callback_duties(job: Arc<AgentJob>, ctx: &Context) -> Result<Duties> {
+    let has_finalizer = job
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::CALLBACK_FINALIZER);
+    if is_deleting(&job) {
+        if !has_finalizer {
+            return Ok(Duties::Done(Action::await_change()));
+        }
+        if !is_finished(&job) {
+            return stop_deleted(&job, ctx).await.map(Duties::Done);
+        }
+        if !settled(&job) {
+            match parent_of(&job, ctx).await? {
+                ParentState::Present => return Ok(Duties::Done(Action::await_change())),
+                gone => drop_callback(&job, ctx, gone).await?,
+            }
+        }
+        set_finalizer(&job, ctx, false).await?;
+        return Ok(Duties::Done(Action::await_change()));
+    }
+    if is_finished(&job) {
+        let waiting = matches!(
+            state(&job),
+            None | Some(
+                CallbackState::Pending | CallbackState::NotRequested | CallbackState::Enqueued
+            )
+        );
+        if waiting
+            && let gone @ (ParentState::Missing | ParentState::Replaced) =
+                parent_of(&job, ctx).await?
+        {
+            drop_callback(&job, ctx, gone).await?;
+        }
+        if has_finalizer && (settled(&job) || waiting_dropped(&job)) {
+            set_finalizer(&job, ctx, false).await?;
+        }
+        return Ok(Duties::Done(Action::await_change()));
+    }
+    if !has_finalizer {
+        return Ok(Duties::Continue(Arc::new(
+            set_finalizer(&job, ctx, true).await?,
+        )));
+    }
+    Ok(Duties::Continue(job))
+}
+
+fn waiting_dropped(job: &AgentJob) -> bool {
+    state(job) == Some(CallbackState::Dropped)
+}
+
+enum ParentState {
+    Present,
+    Missing,
+    Replaced,
+}
+
+async fn parent_of(job: &AgentJob, ctx: &Context) -> Result<ParentState> {
+    let Some(name) = &job.spec.parent_session_name else {
+        return Ok(ParentState::Missing);
+    };
+    let ns = job.namespace().unwrap_or_default();
+    let parent = match ctx.session(&ns, name) {
+        Some(p) => Some(p),
+        // Confirm before dropping anything: the store may lag behind a parent created a moment ago.
+        None => Api::<AgentSession>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(name)
+            .await?
+            .map(Arc::new),
+    };
+    Ok(match parent {
+        None => ParentState::Missing,
+        Some(p) if p.metadata.deletion_timestamp.is_some() => ParentState::Missing,
+        Some(p) if calls_back(job, &p) => ParentState::Present,
+        Some(_) => ParentState::Replaced,
+    })
+}
+
+async fn drop_callback(job: &AgentJob, ctx: &Context, why: ParentState) -> Result<()> {
+    let parent = job.spec.parent_session_name.clone().unwrap_or_default();
+    let (reason, message) = match why {
+        ParentState::Replaced => (
+            "ParentReplaced",
+            format!(
+                "session {parent} is a newer session reusing the parent's name; the callback is not delivered to it"
+            ),
+        ),
+        _ => (
+            "ParentNotFound",
+            format!("parent session {parent} no longer exists; the callback is dropped"),
+        ),
+    };
+    let progress = CallbackProgress {
+        state: CallbackState::Dropped,
+        reason: Some(reason.into()),
+        message: Some(message.clone()),
+        parent_uid: None,
+        delivered_by: None,
+    };
+    write_progress(ctx, job, progress).await?;
+    ctx.metrics.callbacks_dropped.inc();
+    ctx.event(job, true, "CallbackDropped", message).await;
+    Ok(())
+}
+
+/// Adds or removes the callback finalizer (with the job's resourceVersion, so it never acts on a stale job).
+async fn set_finalizer(job: &AgentJob, ctx: &Context, present: bool) -> Result<AgentJob> {
+    let mut finalizers: Vec<String> = job
+        .finalizers()
+        .iter()
+        .filter(|f| *f != labels::CALLBACK_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(labels::CALLBACK_FINALIZER.into());
+    }
+    let api: Api<AgentJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
+    ctx.metrics.write("agentjobs", "patch");
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| {
+        crate::error::Error::from_write(e, format!("AgentJob {} finalizers", job.name_any()))
+    })
+}
+
+/// A callback job deleted while it ran: its Pod is stopped and it ends as Failed with reason Stopped, which the
+/// parent receives as a Stopped callback. The finalizer keeps the job until then.
+async fn stop_deleted(job: &AgentJob, ctx: &Context) -> Result<Action> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    if ctx
+        .pod(&job.namespace().unwrap_or_default(), &job.name_any())
+        .is_some()
+    {
+        ctx.metrics.write("pods", "delete");
+        match pods.delete(&job.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fail(
+        job,
+        ctx,
+        "Stopped",
+        "the job was deleted while it ran; its Pod was stopped".into(),
+        None,
+    )
+    .await
 }
 
 enum Bound {
@@ -604,6 +778,18 @@ fn lifecycle(
         start_time: previous.start_time.clone(),
         completion_time: previous.completion_time.clone(),
         exit_code: previous.exit_code,
+        // Only the first states: from Enqueued on, the callback field manager owns this field.
+        callback: Some(CallbackProgress {
+            state: if job.spec.callback {
+                CallbackState::Pending
+            } else {
+                CallbackState::NotRequested
+            },
+            reason: None,
+            message: None,
+            parent_uid: None,
+            delivered_by: None,
+        }),
         ..Default::default()
     }
 }

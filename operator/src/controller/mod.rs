@@ -4,6 +4,7 @@
 //! the store, then is mapped (see `triggers`) to the reconciles it calls for, so a reconcile never runs on a store
 //! older than the change that triggered it. The job and session controllers read every store.
 
+pub mod callbacks;
 pub mod job;
 pub mod session;
 pub mod triggers;

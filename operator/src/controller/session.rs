@@ -12,9 +12,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::instrument;
 
+use super::callbacks;
 use crate::apply::apply_status;
 use crate::context::{Context, MANAGER};
-use crate::domain::session::{SessionEvent, SessionView, plan};
+use crate::domain::session::{SessionEvent, SessionView, finish, plan};
 use crate::error::Result;
 
 /// Watches can miss changes; a periodic look makes sure every session converges.
@@ -37,6 +38,9 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let ns = session.namespace().expect("AgentSession is namespaced");
+    // Callbacks that arrived are queued (and their children marked) before anything else is decided.
+    let session = callbacks::enqueue(&ctx, session).await?;
+    let marked = callbacks::mark_queued(&ctx, &session).await?;
     let jobs = jobs_of(&ctx, &session);
     let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
     let view = SessionView {
@@ -45,12 +49,33 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         pod_alive: &pod_alive,
         now: Time(jiff::Timestamp::now()),
     };
-    let plan = plan(&view);
+    let mut plan = plan(&view);
     drop(view);
+    let delivery = callbacks::deliver(&ctx, &session, &mut plan.status, &marked).await?;
+    if delivery.is_some() {
+        finish(&mut plan.status, &session, &Time(jiff::Timestamp::now()));
+    }
+    let mut written = session.clone();
     if session.status.as_ref() != Some(&plan.status) {
         let api: Api<AgentSession> = Api::namespaced(ctx.client.clone(), &ns);
         ctx.metrics.write("agentsessions/status", "apply");
-        apply_status(&api, session.as_ref(), MANAGER, &plan.status).await?;
+        written = Arc::new(apply_status(&api, session.as_ref(), MANAGER, &plan.status).await?);
+        if let Some((job, carried)) = &delivery {
+            let children: Vec<&str> = carried.iter().map(|e| e.child_job.as_str()).collect();
+            let note = format!(
+                "Resume job {job} delivers {} callback(s): {}",
+                carried.len(),
+                children.join(", ")
+            );
+            ctx.event_about(
+                session.as_ref(),
+                false,
+                "CallbacksDelivered",
+                note,
+                Some(job_reference(&ns, job)),
+            )
+            .await;
+        }
         for event in plan.events {
             let (warning, reason, note) = describe(&event);
             let related = match &event {
@@ -63,6 +88,7 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
                 .await;
         }
     }
+    callbacks::mark_delivered(&ctx, &written).await?;
     Ok(Action::requeue(RESYNC))
 }
 

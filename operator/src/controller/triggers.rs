@@ -6,7 +6,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::domain::callback::rules::state;
 use crate::domain::order::is_finished;
+use crds::CallbackState;
 
 /// A job's change concerns the job, its session (which may be waiting for it to end) and, for callbacks, its
 /// parent session.
@@ -34,7 +36,18 @@ pub fn of_session(
     let waiting = jobs
         .state()
         .into_iter()
-        .filter(|j| j.spec.session_name == name && j.namespace() == ns && !is_finished(j))
+        .filter(|j| j.namespace() == ns)
+        .filter(|j| {
+            let runs_on_it = j.spec.session_name == name && !is_finished(j);
+            // Children whose callback is not yet delivered: a parent that disappears makes them drop it.
+            let calls_it_back = j.spec.callback
+                && j.spec.parent_session_name.as_deref() == Some(name.as_str())
+                && !matches!(
+                    state(j),
+                    Some(CallbackState::Delivered | CallbackState::Dropped)
+                );
+            runs_on_it || calls_it_back
+        })
         .map(|j| ObjectRef::from_obj(j.as_ref()))
         .collect();
     (ObjectRef::from_obj(session), waiting)

@@ -99,3 +99,127 @@ mod tests {
         );
     }
 }
+
+pub mod rules {
+    //! Who gets a callback, and when.
+
+    use crds::{AgentJob, AgentSession, CallbackState, labels};
+    use kube::ResourceExt;
+    use sha2::{Digest, Sha256};
+
+    use crate::domain::order::is_finished;
+
+    /// The callback state recorded on the child (absent: not yet Enqueued).
+    pub fn state(job: &AgentJob) -> Option<CallbackState> {
+        job.status.as_ref()?.callback.as_ref().map(|c| c.state)
+    }
+
+    /// Whether the child's callback has left the child's hands: in a queue, delivered or dropped.
+    pub fn settled(job: &AgentJob) -> bool {
+        matches!(
+            state(job),
+            Some(CallbackState::Enqueued | CallbackState::Delivered | CallbackState::Dropped)
+        )
+    }
+
+    /// Whether `job` calls back `parent`: it asked for a callback, names the parent, and the parent is the session
+    /// that existed when the job was made (by the UID the gateway recorded, else by creation time), not a later
+    /// session that reuses the name.
+    pub fn calls_back(job: &AgentJob, parent: &AgentSession) -> bool {
+        if !job.spec.callback
+            || job.spec.parent_session_name.as_deref() != Some(parent.name_any().as_str())
+        {
+            return false;
+        }
+        if job.namespace() != parent.namespace() {
+            return false;
+        }
+        match job.annotations().get(labels::PARENT_UID) {
+            Some(uid) => parent.uid().as_deref() == Some(uid.as_str()),
+            None => match (
+                &parent.metadata.creation_timestamp,
+                &job.metadata.creation_timestamp,
+            ) {
+                (Some(p), Some(j)) => p.0 <= j.0,
+                _ => true,
+            },
+        }
+    }
+
+    /// Whether the child's job has ended, so that its callback can be queued. A deleted running job counts once
+    /// the job controller has marked it Stopped (the finalizer holds it until then).
+    pub fn ended(job: &AgentJob) -> bool {
+        is_finished(job)
+    }
+
+    /// The name of the Resume job that delivers a queue whose first entry is the child job `first_uid`.
+    /// Deterministic, so that a delivery repeated after a crash finds the job it already made.
+    pub fn delivery_job_name(parent: &str, first_uid: &str) -> String {
+        let digest = Sha256::digest(first_uid.as_bytes());
+        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let prefix: String = parent.chars().take(50).collect();
+        format!("{}-cb-{hex}", prefix.trim_end_matches('-'))
+    }
+
+    /// The child job UIDs a delivery job carries.
+    pub fn delivered_uids(job: &AgentJob) -> Vec<String> {
+        job.annotations()
+            .get(labels::DELIVERS)
+            .map(|s| {
+                s.split(',')
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::domain::fixtures::yaml;
+
+        fn child(annotations: &str, created: &str) -> AgentJob {
+            yaml(&format!(
+                r#"
+metadata: {{name: c, namespace: ns, uid: u-c, creationTimestamp: "{created}", annotations: {annotations}}}
+spec: {{type: Start, sessionName: c, prompt: p, parentSessionName: boss, callback: true}}
+"#
+            ))
+        }
+
+        fn parent(uid: &str, created: &str) -> AgentSession {
+            yaml(&format!(
+                "metadata: {{name: boss, namespace: ns, uid: {uid}, creationTimestamp: \"{created}\"}}\nspec: {{}}"
+            ))
+        }
+
+        #[test]
+        fn the_recorded_parent_uid_decides() {
+            let c = child(
+                "{agentorchestrator.dev/parent-uid: u-1}",
+                "2026-01-01T00:00:00Z",
+            );
+            assert!(calls_back(&c, &parent("u-1", "2026-01-01T00:00:00Z")));
+            assert!(
+                !calls_back(&c, &parent("u-2", "2025-01-01T00:00:00Z")),
+                "a namesake is not the parent"
+            );
+        }
+
+        #[test]
+        fn without_a_recorded_uid_a_parent_made_after_the_child_is_a_namesake() {
+            let c = child("{}", "2026-01-01T00:00:05Z");
+            assert!(calls_back(&c, &parent("u-1", "2026-01-01T00:00:00Z")));
+            assert!(!calls_back(&c, &parent("u-2", "2026-01-01T00:00:09Z")));
+        }
+
+        #[test]
+        fn delivery_names_are_stable_and_short() {
+            let a = delivery_job_name(&"p".repeat(60), "uid-1");
+            assert_eq!(a, delivery_job_name(&"p".repeat(60), "uid-1"));
+            assert_ne!(a, delivery_job_name(&"p".repeat(60), "uid-2"));
+            assert!(a.len() <= 63, "{a}");
+        }
+    }
+}

@@ -159,10 +159,27 @@ pub fn plan(view: &SessionView) -> SessionPlan {
         status.phase = Some(SessionPhase::Pending);
         status.reason = Some("NoJobYet".into());
     }
+    finish(&mut status, session, &view.now);
+    SessionPlan { status, events }
+}
+
+/// Fills the derived fields of a session status: generation, queue length, conditions.
+pub fn finish(status: &mut AgentSessionStatus, session: &AgentSession, now: &Time) {
     status.observed_generation = session.metadata.generation;
     status.callback_queue_length = status.callback_queue.len() as i64;
-    status.conditions = conditions(&status, session, &view.now);
-    SessionPlan { status, events }
+    status.conditions = conditions(status, session, now);
+}
+
+/// Whether the session is free to take its callbacks now: no job runs and it is Idle (or never ran). A Failed or
+/// Stopped session keeps its callbacks until a job resumes it successfully.
+pub fn can_deliver(status: &AgentSessionStatus) -> bool {
+    status.current_job.is_none()
+        && status.job_count > 0
+        && matches!(
+            status.phase,
+            Some(SessionPhase::Idle | SessionPhase::Pending)
+        )
+        && !status.callback_queue.is_empty()
 }
 
 /// The job to run next, if the session is free: its own Start job first (once), then the oldest waiting Resume.

@@ -1,0 +1,323 @@
+//! Callbacks: a child started with `callback: true` resumes its parent with its result, exactly once, whatever
+//! happens in between (DESIGN.md section 4, "Callback").
+
+use std::time::Duration;
+
+use crds::{AgentJob, AgentSession, CallbackState, JobPhase, SessionPhase};
+use e2e::agents::*;
+use e2e::operator::Operator;
+use e2e::{eventually, wait_for, with_temp_ns};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+
+fn callback_state(job: Option<&AgentJob>) -> Option<CallbackState> {
+    job.and_then(|j| j.status.as_ref()?.callback.as_ref().map(|c| c.state))
+}
+
+async fn queue_len(api: &Api<AgentSession>, name: &str) -> usize {
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|s| s.status)
+        .map(|s| s.callback_queue.len())
+        .unwrap_or(0)
+}
+
+/// Starts session `name` and leaves its Pod running (busy) or finishes it (idle).
+async fn parent(jobs: &Api<AgentJob>, pods: &Api<Pod>, name: &str, busy: bool) {
+    create(jobs, &start(name, name)).await;
+    wait_pod(pods, name).await;
+    if !busy {
+        succeed_pod(pods, name, "parent turn").await;
+        wait_job(jobs, name, JobPhase::Succeeded).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_parent_is_resumed_with_its_childs_result() {
+    with_temp_ns("cb-idle", |client, ns| async move {
+        install_crds(&client).await;
+        let _op = Operator::start(&ns).await;
+        let (jobs, pods, sessions) = (Api::<AgentJob>::namespaced(client.clone(), &ns), Api::<Pod>::namespaced(client.clone(), &ns), Api::<AgentSession>::namespaced(client.clone(), &ns));
+        parent(&jobs, &pods, "boss", false).await;
+        wait_session(&sessions, "boss", SessionPhase::Idle).await;
+
+        create(&jobs, &child("c1", "worker", "boss", None)).await;
+        wait_pod(&pods, "c1").await;
+        succeed_pod(&pods, "c1", "the child's answer").await;
+
+        let delivered = wait_for(&jobs, "c1", TIMEOUT, |j: Option<&AgentJob>| callback_state(j) == Some(CallbackState::Delivered)).await.unwrap();
+        let by = delivered.status.unwrap().callback.unwrap().delivered_by.unwrap();
+        let resume = jobs.get(&by).await.unwrap();
+        assert_eq!(resume.spec.session_name, "boss");
+        assert_eq!(
+            resume.spec.prompt,
+            "The child agent session \"worker\" has completed.\n\n## Child Result\n\nthe child's answer\n\nPlease continue with the orchestration based on this result."
+        );
+        assert_eq!(delivered_jobs(&resume), ["c1"]);
+        assert_eq!(deliveries(&jobs, "boss").await.len(), 1);
+        wait_pod(&pods, &by).await;
+        assert_eq!(queue_len(&sessions, "boss").await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_busy_parent_gets_one_aggregated_resume_in_arrival_order() {
+    with_temp_ns("cb-busy", |client, ns| async move {
+        install_crds(&client).await;
+        let _op = Operator::start(&ns).await;
+        let (jobs, pods, sessions) = (
+            Api::<AgentJob>::namespaced(client.clone(), &ns),
+            Api::<Pod>::namespaced(client.clone(), &ns),
+            Api::<AgentSession>::namespaced(client.clone(), &ns),
+        );
+        parent(&jobs, &pods, "boss", true).await;
+        let order = ["c3", "c0", "c4", "c1", "c2"];
+        for c in order {
+            create(&jobs, &child(c, &format!("w-{c}"), "boss", None)).await;
+            wait_pod(&pods, c).await;
+        }
+        for (i, c) in order.iter().enumerate() {
+            succeed_pod(&pods, c, &format!("result of {c}")).await;
+            eventually("the callback in the queue", TIMEOUT, || async {
+                (queue_len(&sessions, "boss").await == i + 1).then_some(())
+            })
+            .await;
+        }
+        let s = sessions.get("boss").await.unwrap().status.unwrap();
+        assert_eq!(s.callback_queue_length, 5);
+        let queued: Vec<&str> = s
+            .callback_queue
+            .iter()
+            .map(|e| e.child_job.as_str())
+            .collect();
+        assert_eq!(queued, order, "queue in arrival order");
+        assert!(
+            deliveries(&jobs, "boss").await.is_empty(),
+            "nothing delivered while the parent runs"
+        );
+
+        succeed_pod(&pods, "boss", "parent done").await;
+        eventually("one delivery", TIMEOUT, || async {
+            (deliveries(&jobs, "boss").await.len() == 1).then_some(())
+        })
+        .await;
+        let resume = &deliveries(&jobs, "boss").await[0];
+        assert_eq!(delivered_jobs(resume), order);
+        let prompt = &resume.spec.prompt;
+        assert!(
+            prompt.starts_with("Multiple child agent sessions have completed."),
+            "{prompt}"
+        );
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|c| {
+                prompt
+                    .find(&format!("### Child: w-{c}"))
+                    .expect("every child")
+            })
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "arrival order in the prompt"
+        );
+        assert_eq!(prompt.matches("---").count(), 4);
+        for c in order {
+            assert!(prompt.contains(&format!("result of {c}")));
+        }
+        assert_eq!(queue_len(&sessions, "boss").await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_and_stopped_children_call_back_with_an_error() {
+    with_temp_ns("cb-fail", |client, ns| async move {
+        install_crds(&client).await;
+        let _op = Operator::start(&ns).await;
+        let (jobs, pods) = (
+            Api::<AgentJob>::namespaced(client.clone(), &ns),
+            Api::<Pod>::namespaced(client.clone(), &ns),
+        );
+        parent(&jobs, &pods, "boss", false).await;
+
+        create(&jobs, &child("bad", "w-bad", "boss", None)).await;
+        wait_pod(&pods, "bad").await;
+        finish_pod(&pods, "bad", "fail", "compiler exploded", 2).await;
+        eventually("failure delivered", TIMEOUT, || async {
+            (deliveries(&jobs, "boss").await.len() == 1).then_some(())
+        })
+        .await;
+        let first = deliveries(&jobs, "boss").await.remove(0);
+        assert!(
+            first.spec.prompt.contains("Error: Child session failed."),
+            "{}",
+            first.spec.prompt
+        );
+        assert!(first.spec.prompt.contains("compiler exploded"));
+        wait_pod(&pods, &first.name_any()).await;
+        succeed_pod(&pods, &first.name_any(), "noted").await;
+        wait_job(&jobs, &first.name_any(), JobPhase::Succeeded).await;
+
+        create(&jobs, &child("stopme", "w-stop", "boss", None)).await;
+        wait_job(&jobs, "stopme", JobPhase::Running).await;
+        jobs.delete("stopme", &DeleteParams::background())
+            .await
+            .unwrap();
+        eventually("stop delivered", TIMEOUT, || async {
+            (deliveries(&jobs, "boss").await.len() == 2).then_some(())
+        })
+        .await;
+        let second = deliveries(&jobs, "boss").await.remove(1);
+        assert_eq!(delivered_jobs(&second), ["stopme"]);
+        assert!(
+            second.spec.prompt.contains("Error: Child session failed."),
+            "{}",
+            second.spec.prompt
+        );
+        assert!(
+            second.spec.prompt.contains("deleted while it ran"),
+            "{}",
+            second.spec.prompt
+        );
+        // The finalizer let go once the callback was safe: the stopped job is gone, and so is its Pod.
+        wait_for(&jobs, "stopme", TIMEOUT, |j: Option<&AgentJob>| j.is_none()).await;
+        wait_for(&pods, "stopme", TIMEOUT, |p: Option<&Pod>| p.is_none()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn callbacks_to_a_missing_or_deleted_parent_are_dropped_with_a_reason() {
+    with_temp_ns("cb-drop", |client, ns| async move {
+        install_crds(&client).await;
+        let _op = Operator::start(&ns).await;
+        let (jobs, pods, sessions) = (
+            Api::<AgentJob>::namespaced(client.clone(), &ns),
+            Api::<Pod>::namespaced(client.clone(), &ns),
+            Api::<AgentSession>::namespaced(client.clone(), &ns),
+        );
+
+        create(&jobs, &child("orphan", "w-orphan", "nobody", None)).await;
+        wait_pod(&pods, "orphan").await;
+        succeed_pod(&pods, "orphan", "no one listens").await;
+        let dropped = wait_for(&jobs, "orphan", TIMEOUT, |j: Option<&AgentJob>| {
+            callback_state(j) == Some(CallbackState::Dropped)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            dropped.status.unwrap().callback.unwrap().reason.as_deref(),
+            Some("ParentNotFound")
+        );
+
+        parent(&jobs, &pods, "boss", true).await;
+        create(&jobs, &child("waits", "w-waits", "boss", None)).await;
+        wait_pod(&pods, "waits").await;
+        succeed_pod(&pods, "waits", "too late").await;
+        eventually("queued", TIMEOUT, || async {
+            (queue_len(&sessions, "boss").await == 1).then_some(())
+        })
+        .await;
+        sessions
+            .delete("boss", &DeleteParams::background())
+            .await
+            .unwrap();
+        let dropped = wait_for(&jobs, "waits", TIMEOUT, |j: Option<&AgentJob>| {
+            callback_state(j) == Some(CallbackState::Dropped)
+        })
+        .await
+        .unwrap();
+        let progress = dropped.status.unwrap().callback.unwrap();
+        assert_eq!(progress.reason.as_deref(), Some("ParentNotFound"));
+        assert!(progress.message.unwrap().contains("boss"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_three_level_tree_reports_up_every_level() {
+    with_temp_ns("cb-tree", |client, ns| async move {
+        install_crds(&client).await;
+        self_finishing_blueprint(&client, &ns, "auto", "200ms", "level done").await;
+        let _op = Operator::start(&ns).await;
+        let jobs = Api::<AgentJob>::namespaced(client.clone(), &ns);
+        create(&jobs, &start_with("g", "grand", "auto")).await;
+        wait_job(&jobs, "g", JobPhase::Succeeded).await;
+        create(&jobs, &child("p", "middle", "grand", Some("auto"))).await;
+        eventually("grand hears from middle", TIMEOUT, || async {
+            (deliveries(&jobs, "grand").await.len() == 1).then_some(())
+        })
+        .await;
+        create(&jobs, &child("c", "leaf", "middle", Some("auto"))).await;
+        eventually("middle hears from leaf", TIMEOUT, || async {
+            (deliveries(&jobs, "middle").await.len() == 1).then_some(())
+        })
+        .await;
+        let middle_resume = deliveries(&jobs, "middle").await.remove(0);
+        assert_eq!(delivered_jobs(&middle_resume), ["c"]);
+        // The middle session's continued turn reports to the grandparent, as its first turn did.
+        eventually("grand hears again", TIMEOUT, || async {
+            (deliveries(&jobs, "grand").await.len() == 2).then_some(())
+        })
+        .await;
+        let second = deliveries(&jobs, "grand").await.remove(1);
+        assert_eq!(delivered_jobs(&second), [middle_resume.name_any()]);
+        assert!(second.spec.prompt.contains("\"middle\""));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chaos_every_callback_is_delivered_exactly_once_across_operator_kills() {
+    with_temp_ns("cb-chaos", |client, ns| async move {
+        install_crds(&client).await;
+        self_finishing_blueprint(&client, &ns, "parent-auto", "150ms", "parent turn").await;
+        let mut op = Operator::start(&ns).await;
+        let (jobs, sessions) = (Api::<AgentJob>::namespaced(client.clone(), &ns), Api::<AgentSession>::namespaced(client.clone(), &ns));
+        create(&jobs, &start_with("boss", "boss", "parent-auto")).await;
+        wait_job(&jobs, "boss", JobPhase::Succeeded).await;
+        const N: usize = 50;
+        for i in 0..N {
+            let delay = ["0s", "300ms", "700ms", "1200ms", "2s"][i % 5];
+            let bp = format!("child-{i}");
+            self_finishing_blueprint(&client, &ns, &bp, delay, &format!("result {i}")).await;
+            create(&jobs, &child(&format!("c{i}"), &format!("w{i}"), "boss", Some(&bp))).await;
+        }
+        // SIGKILL at arbitrary points of the operator's work (the gaps vary from 0.2 to 0.9 s), 25 times, while
+        // children finish and the parent alternates between delivery turns and idleness.
+        let kills = 25;
+        for k in 0..kills {
+            tokio::time::sleep(Duration::from_millis(200 + (k as u64 * 277) % 700)).await;
+            op.kill();
+            op.restart().await;
+        }
+        eventually("every callback Delivered", Duration::from_secs(120), || async {
+            let delivered = jobs.list(&Default::default()).await.ok()?.items.iter()
+                .filter(|j| j.spec.callback && callback_state(Some(j)) == Some(CallbackState::Delivered)).count();
+            (delivered == N).then_some(())
+        })
+        .await;
+        eventually("the parent's queue drained", Duration::from_secs(60), || async { (queue_len(&sessions, "boss").await == 0).then_some(()) }).await;
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        for d in deliveries(&jobs, "boss").await {
+            for c in delivered_jobs(&d) {
+                *seen.entry(c).or_default() += 1;
+            }
+        }
+        let missing: Vec<String> = (0..N).map(|i| format!("c{i}")).filter(|c| !seen.contains_key(c)).collect();
+        let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        println!(
+            "chaos: {N} children, {kills} SIGKILLs, {} delivery jobs, {} delivered, {} missing, {} twice",
+            deliveries(&jobs, "boss").await.len(),
+            seen.len(),
+            missing.len(),
+            twice.len()
+        );
+        assert!(missing.is_empty(), "never delivered: {missing:?}");
+        assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    })
+    .await;
+}

@@ -1,0 +1,398 @@
+//! Callback delivery, run by the parent's session reconciler.
+//!
+//! # Why every callback is delivered exactly once
+//!
+//! A child's callback moves through three durable records, always written in this order:
+//!
+//! 1. **queued**: an entry with the child job's UID is appended to the parent's `status.callbackQueue`;
+//! 2. **marked**: the child's `status.callback.state` becomes `Enqueued`;
+//! 3. **delivered**: a Resume job of the parent is created whose name is derived from the UID of the queue's first
+//!    entry and whose annotation lists the UIDs it carries; then the parent's status drops exactly those entries
+//!    (and takes that job as its current job) in one write; then the child is marked `Delivered`.
+//!
+//! Every write to the parent's status carries the resourceVersion it was computed from, so two reconciles (or a
+//! reconcile working from a stale cache) can never both append or both remove: the second write is refused with
+//! a Conflict and recomputed from fresh data.
+//!
+//! * No duplicate: an entry is appended only if its UID is not in the queue, no delivery job of the parent lists
+//!   it, and a fresh read of the child (not the cache) shows it neither `Enqueued`, `Delivered` nor `Dropped`.
+//!   Because (2) is written before (3), a child whose entry has left the queue is always marked, so the fresh read
+//!   sees it. A delivery repeated after a crash between creating the job and updating the queue finds the job by
+//!   its deterministic name and removes the entries it lists, instead of making a second job.
+//! * No loss: an entry leaves the queue only in the same write that records the job carrying it. A child job with
+//!   `callback: true` holds a finalizer until its callback is marked, so deleting it (which stops it) cannot lose
+//!   the `Stopped` callback. A callback whose parent no longer exists (or is a newer session reusing the name) is
+//!   `Dropped` with a reason by the job controller, never left waiting.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crds::contract::bound_result;
+use crds::{
+    AgentJob, AgentJobSpec, AgentSession, AgentSessionStatus, CallbackOutcome, CallbackProgress,
+    CallbackState, JobPhase, JobType, MAX_PROMPT, QueuedCallback, SessionPhase, labels,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::apply::{already_exists, apply_status};
+use crate::context::{Context, MANAGER};
+use crate::domain::callback::message;
+use crate::domain::callback::rules::{
+    calls_back, delivered_uids, delivery_job_name, ended, settled, state,
+};
+use crate::error::Result;
+
+/// Field manager of `status.callback` on child jobs (apart from the job lifecycle's own manager).
+pub const CALLBACK_MANAGER: &str = "agent-operator-callbacks";
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// The parent's delivery jobs, from the store.
+fn delivery_jobs(ctx: &Context, parent: &AgentSession) -> Vec<Arc<AgentJob>> {
+    let (ns, name) = (parent.namespace(), parent.name_any());
+    ctx.jobs
+        .state()
+        .into_iter()
+        .filter(|j| j.namespace() == ns && j.spec.session_name == name)
+        .filter(|j| {
+            j.labels()
+                .get(labels::CALLBACK_DELIVERY)
+                .map(String::as_str)
+                == Some("true")
+        })
+        .collect()
+}
+
+fn outcome(job: &AgentJob) -> CallbackOutcome {
+    let status = job.status.as_ref();
+    match (
+        status.and_then(|s| s.phase),
+        status.and_then(|s| s.reason.as_deref()),
+    ) {
+        (Some(JobPhase::Succeeded), _) => CallbackOutcome::Succeeded,
+        (_, Some("Stopped")) => CallbackOutcome::Stopped,
+        _ => CallbackOutcome::Failed,
+    }
+}
+
+fn entry(job: &AgentJob) -> QueuedCallback {
+    let status = job.status.clone().unwrap_or_default();
+    QueuedCallback {
+        child_session: job.spec.session_name.clone(),
+        child_job: job.name_any(),
+        child_job_uid: job.uid().unwrap_or_default(),
+        outcome: outcome(job),
+        result: status.result.map(|r| bound_result(&r).0),
+        error: status.error,
+        enqueue_time: now(),
+    }
+}
+
+/// Step 1: appends the callbacks of children that ended since the last look. Returns the parent as written.
+pub async fn enqueue(ctx: &Context, parent: Arc<AgentSession>) -> Result<Arc<AgentSession>> {
+    let status = parent.status.clone().unwrap_or_default();
+    let queued: HashSet<&str> = status
+        .callback_queue
+        .iter()
+        .map(|e| e.child_job_uid.as_str())
+        .collect();
+    let delivered: HashSet<String> = delivery_jobs(ctx, &parent)
+        .iter()
+        .flat_map(|j| delivered_uids(j))
+        .collect();
+    let mut ready: Vec<Arc<AgentJob>> = ctx
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| calls_back(j, &parent) && ended(j) && !settled(j))
+        .filter(|j| {
+            let uid = j.uid().unwrap_or_default();
+            !queued.contains(uid.as_str()) && !delivered.contains(&uid)
+        })
+        .collect();
+    if ready.is_empty() {
+        return Ok(parent);
+    }
+    // Arrival order: when the children ended.
+    ready.sort_by_key(|j| {
+        (
+            j.status
+                .as_ref()
+                .and_then(|s| s.completion_time.as_ref().map(|t| t.0)),
+            j.name_any(),
+        )
+    });
+    let api: Api<AgentJob> =
+        Api::namespaced(ctx.client.clone(), &parent.namespace().unwrap_or_default());
+    let mut entries = Vec::new();
+    for child in ready {
+        // The cache may not show a mark written a moment ago: only a fresh read can rule out a second entry.
+        let Some(fresh) = api.get_opt(&child.name_any()).await? else {
+            continue;
+        };
+        if fresh.uid() != child.uid() || settled(&fresh) || !ended(&fresh) {
+            continue;
+        }
+        entries.push(entry(&fresh));
+    }
+    if entries.is_empty() {
+        return Ok(parent);
+    }
+    let mut next = status;
+    next.callback_queue.extend(entries.iter().cloned());
+    crate::domain::session::finish(&mut next, &parent, &now());
+    let sessions: Api<AgentSession> =
+        Api::namespaced(ctx.client.clone(), &parent.namespace().unwrap_or_default());
+    ctx.metrics.write("agentsessions/status", "apply");
+    let written = apply_status(&sessions, parent.as_ref(), MANAGER, &next).await?;
+    ctx.metrics.callbacks_enqueued.inc_by(entries.len() as u64);
+    for e in &entries {
+        let waiting = next.callback_queue.len();
+        let note = format!(
+            "callback of job {} ({:?}) queued; {waiting} waiting",
+            e.child_job, e.outcome
+        );
+        ctx.event(&written, false, "CallbackQueued", note).await;
+    }
+    Ok(Arc::new(written))
+}
+
+/// Step 2: marks every queued child `Enqueued`. Returns the UIDs whose children are marked (or gone).
+pub async fn mark_queued(ctx: &Context, parent: &AgentSession) -> Result<HashSet<String>> {
+    let ns = parent.namespace().unwrap_or_default();
+    let mut marked = HashSet::new();
+    for e in parent.status.iter().flat_map(|s| s.callback_queue.iter()) {
+        let child = ctx
+            .jobs
+            .get(&kube::runtime::reflector::ObjectRef::new(&e.child_job).within(&ns));
+        match child {
+            Some(child) if child.uid().as_deref() == Some(e.child_job_uid.as_str()) => {
+                if state(&child) != Some(CallbackState::Enqueued) {
+                    let progress = CallbackProgress {
+                        state: CallbackState::Enqueued,
+                        reason: Some("Queued".into()),
+                        message: Some(format!(
+                            "waiting in the callback queue of session {}",
+                            parent.name_any()
+                        )),
+                        parent_uid: parent.uid(),
+                        delivered_by: None,
+                    };
+                    write_progress(ctx, &child, progress).await?;
+                }
+                marked.insert(e.child_job_uid.clone());
+            }
+            // The child job is gone: nothing to mark, its entry is all that is left of it.
+            _ => {
+                marked.insert(e.child_job_uid.clone());
+            }
+        }
+    }
+    Ok(marked)
+}
+
+/// Step 3: when the parent is free, makes (or finds) the Resume job that carries its queue and takes it as the
+/// parent's current job in `status`. Returns the job's name and the entries it carries.
+pub async fn deliver(
+    ctx: &Context,
+    parent: &AgentSession,
+    status: &mut AgentSessionStatus,
+    marked: &HashSet<String>,
+) -> Result<Option<(String, Vec<QueuedCallback>)>> {
+    if !crate::domain::session::can_deliver(status) {
+        return Ok(None);
+    }
+    // Only entries whose child is marked may leave; the prompt holds as many as fit its bound.
+    let mut carried: Vec<QueuedCallback> = Vec::new();
+    for e in status.callback_queue.iter() {
+        if !marked.contains(&e.child_job_uid) {
+            break;
+        }
+        carried.push(e.clone());
+        if message(&carried).chars().count() > MAX_PROMPT {
+            carried.pop();
+            break;
+        }
+    }
+    let Some(first) = carried.first() else {
+        return Ok(None);
+    };
+    let ns = parent.namespace().unwrap_or_default();
+    let name = delivery_job_name(&parent.name_any(), &first.child_job_uid);
+    let api: Api<AgentJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = match ctx
+        .jobs
+        .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns))
+    {
+        Some(j) => Some(j),
+        None => api.get_opt(&name).await?.map(Arc::new),
+    };
+    let delivered: Vec<String> = match existing {
+        Some(job) => delivered_uids(&job),
+        None => {
+            // The delivery calls the parent's own parent back if the job that just ended on the parent did.
+            let last = status.last_job.as_ref().and_then(|l| {
+                ctx.jobs
+                    .get(&kube::runtime::reflector::ObjectRef::new(l).within(&ns))
+            });
+            let inherit = last.is_some_and(|l| {
+                l.spec.callback
+                    && l.spec.parent_session_name.is_some()
+                    && l.spec.parent_session_name == status.parent_session_name
+            });
+            let job = delivery_job(parent, status, &name, &carried, inherit);
+            ctx.metrics.write("agentjobs", "create");
+            match api
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &job,
+                )
+                .await
+            {
+                Ok(_) => {
+                    observe_latency(ctx, &ns, &carried);
+                    carried.iter().map(|e| e.child_job_uid.clone()).collect()
+                }
+                Err(e) if already_exists(&e) => delivered_uids(&api.get(&name).await?),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let carried: Vec<QueuedCallback> = status
+        .callback_queue
+        .iter()
+        .filter(|e| delivered.contains(&e.child_job_uid))
+        .cloned()
+        .collect();
+    status
+        .callback_queue
+        .retain(|e| !delivered.contains(&e.child_job_uid));
+    status.current_job = Some(name.clone());
+    status.job_count += 1;
+    status.phase = Some(SessionPhase::Running);
+    status.reason = Some("CallbackDelivery".into());
+    Ok(Some((name, carried)))
+}
+
+fn observe_latency(ctx: &Context, ns: &str, carried: &[QueuedCallback]) {
+    let now = jiff::Timestamp::now();
+    for e in carried {
+        let child = ctx
+            .jobs
+            .get(&kube::runtime::reflector::ObjectRef::new(&e.child_job).within(ns));
+        let ended = child
+            .and_then(|c| c.status.as_ref()?.completion_time.clone())
+            .map(|t| t.0)
+            .unwrap_or(e.enqueue_time.0);
+        let seconds = ended.duration_until(now).as_secs_f64().max(0.0);
+        ctx.metrics.callback_latency.observe(seconds);
+    }
+    ctx.metrics.callbacks_delivered.inc_by(carried.len() as u64);
+}
+
+/// The Resume job that delivers `entries` to `parent`. It calls the parent's own parent back when the parent's last
+/// job did (so a middle session of a tree reports its continued work upwards, as its first turn did).
+fn delivery_job(
+    parent: &AgentSession,
+    status: &AgentSessionStatus,
+    name: &str,
+    entries: &[QueuedCallback],
+    inherit_callback: bool,
+) -> AgentJob {
+    let uids: Vec<&str> = entries.iter().map(|e| e.child_job_uid.as_str()).collect();
+    let jobs: Vec<&str> = entries.iter().map(|e| e.child_job.as_str()).collect();
+    let grandparent = status.parent_session_name.clone();
+    let callback = grandparent.is_some() && inherit_callback;
+    AgentJob {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: parent.namespace(),
+            labels: Some(
+                [
+                    (labels::CALLBACK_DELIVERY.to_string(), "true".to_string()),
+                    (labels::SESSION.to_string(), parent.name_any()),
+                    (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                ]
+                .into(),
+            ),
+            annotations: Some(
+                [
+                    (labels::DELIVERS.to_string(), uids.join(",")),
+                    (labels::DELIVERS_JOBS.to_string(), jobs.join(",")),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: AgentJobSpec {
+            job_type: JobType::Resume,
+            session_name: parent.name_any(),
+            prompt: message(entries),
+            blueprint: None,
+            parent_session_name: if callback { grandparent } else { None },
+            callback,
+            project_dir: None,
+            timeout_seconds: None,
+        },
+        status: None,
+    }
+}
+
+/// Step 4: marks `Delivered` every child whose entry has left the parent's queue in a delivery job.
+pub async fn mark_delivered(ctx: &Context, parent: &AgentSession) -> Result<()> {
+    let queued: HashSet<String> = parent
+        .status
+        .iter()
+        .flat_map(|s| s.callback_queue.iter().map(|e| e.child_job_uid.clone()))
+        .collect();
+    let deliveries = delivery_jobs(ctx, parent);
+    let children: Vec<Arc<AgentJob>> = ctx
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| calls_back(j, parent) && state(j) == Some(CallbackState::Enqueued))
+        .collect();
+    for child in children {
+        let uid = child.uid().unwrap_or_default();
+        if queued.contains(&uid) {
+            continue;
+        }
+        let Some(by) = deliveries.iter().find(|d| delivered_uids(d).contains(&uid)) else {
+            continue;
+        };
+        let progress = CallbackProgress {
+            state: CallbackState::Delivered,
+            reason: Some("Delivered".into()),
+            message: Some(format!(
+                "delivered to session {} by Resume job {}",
+                parent.name_any(),
+                by.name_any()
+            )),
+            parent_uid: parent.uid(),
+            delivered_by: Some(by.name_any()),
+        };
+        write_progress(ctx, &child, progress).await?;
+    }
+    Ok(())
+}
+
+/// Writes a child job's callback progress (as the callback field manager, with its resourceVersion).
+pub async fn write_progress(
+    ctx: &Context,
+    job: &AgentJob,
+    progress: CallbackProgress,
+) -> Result<()> {
+    let api: Api<AgentJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    ctx.metrics.write("agentjobs/status", "apply");
+    apply_status(&api, job, CALLBACK_MANAGER, &json!({"callback": progress})).await?;
+    Ok(())
+}
