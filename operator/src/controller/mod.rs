@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crds::{AgentBlueprint, AgentJob, AgentSession, labels};
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt, future, stream};
+use futures::{FutureExt, Stream, StreamExt, future, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -135,21 +135,46 @@ pub async fn run(
     let ctx = Arc::new(Context::new(
         client.clone(),
         defaults,
-        (jobs.clone(), sessions.clone(), pods, blueprints),
+        (jobs.clone(), sessions.clone(), pods.clone(), blueprints.clone()),
         metrics,
     ));
-    let job_loop = Controller::for_stream(stream::pending(), jobs)
-        .reconcile_on(job_rx)
-        .run(job::reconcile, error_policy("agentjob"), ctx.clone())
-        .for_each(|_| future::ready(()));
-    let session_loop = Controller::for_stream(stream::pending(), sessions)
-        .reconcile_on(session_rx)
-        .run(
-            session::reconcile,
-            error_policy("agentsession"),
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
+    // No reconcile runs before every store has its first full list: a session reconciled against an empty job
+    // store would take its running job for deleted. Triggers sent meanwhile wait in the channels.
+    let synced = {
+        let (jobs, sessions) = (jobs.clone(), sessions.clone());
+        async move {
+            let _ = futures::join!(
+                jobs.wait_until_ready(),
+                sessions.wait_until_ready(),
+                pods.wait_until_ready(),
+                blueprints.wait_until_ready()
+            );
+            tracing::info!("caches synced; reconciling");
+        }
+        .shared()
+    };
+    let job_loop = {
+        let (synced, ctx) = (synced.clone(), ctx.clone());
+        async move {
+            synced.await;
+            Controller::for_stream(stream::pending(), jobs)
+                .reconcile_on(job_rx)
+                .run(job::reconcile, error_policy("agentjob"), ctx)
+                .for_each(|_| future::ready(()))
+                .await
+        }
+    };
+    let session_loop = {
+        let ctx = ctx.clone();
+        async move {
+            synced.await;
+            Controller::for_stream(stream::pending(), sessions)
+                .reconcile_on(session_rx)
+                .run(session::reconcile, error_policy("agentsession"), ctx)
+                .for_each(|_| future::ready(()))
+                .await
+        }
+    };
     let gauges = phase_gauges(ctx.clone());
     tokio::join!(
         dispatch_jobs,
