@@ -4,8 +4,11 @@
 //! The suite never skips: without a reachable cluster every test fails with a message that says how to start one.
 
 pub mod agents;
+pub mod anthropic;
+pub mod chart;
 pub mod gateway;
 pub mod operator;
+pub mod procnode;
 
 use std::future::Future;
 use std::path::PathBuf;

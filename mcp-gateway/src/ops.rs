@@ -185,6 +185,20 @@ impl App {
                 ]
                 .into(),
             );
+            // The parent's identity travels with the job, so a later session reusing the parent's name never
+            // receives this job's callback; the callback finalizer is set at once (saving the operator a write).
+            if let Some(parent) = spec
+                .parent_session_name
+                .as_ref()
+                .and_then(|p| self.stores.session(ns, p))
+                .and_then(|p| p.metadata.uid.clone())
+            {
+                job.metadata.annotations =
+                    Some([(crds::labels::PARENT_UID.to_string(), parent)].into());
+            }
+            if spec.callback {
+                job.metadata.finalizers = Some(vec![crds::labels::CALLBACK_FINALIZER.to_string()]);
+            }
             match api.create(&params, &job).await {
                 Ok(_) => {
                     tracing::info!(namespace = ns, job = %name, session = %spec.session_name,

@@ -496,6 +496,15 @@ async fn start_pod(job: &AgentJob, session: &AgentSession, ctx: &Context) -> Res
         },
         None => None,
     };
+    let workspace = blueprint
+        .as_ref()
+        .and_then(|b| b.spec.pod_template.as_ref())
+        .and_then(|t| t.workspace.as_ref());
+    if let Some(spec) = workspace
+        && let Some(action) = super::workspace::ensure(job, session, spec, ctx).await?
+    {
+        return Ok(action);
+    }
     let pod = build_pod(&PodInputs {
         job,
         session,
@@ -713,7 +722,7 @@ async fn wait(
 }
 
 /// Fails a job that cannot run or whose run failed, with `reason` in its status and an Event.
-async fn fail(
+pub(super) async fn fail(
     job: &AgentJob,
     ctx: &Context,
     reason: &'static str,
@@ -734,7 +743,7 @@ async fn fail(
 /// The operator's part of a job's status, carried over from `previous` and moved to `phase`. Fields the gateway
 /// owns (result, agentSessionId, error reported by the runner) and the callback progress are left out, so that
 /// server-side apply leaves them alone.
-fn lifecycle(
+pub(super) fn lifecycle(
     job: &AgentJob,
     previous: &AgentJobStatus,
     phase: JobPhase,
@@ -794,7 +803,7 @@ fn lifecycle(
     }
 }
 
-async fn write(job: &AgentJob, ctx: &Context, status: AgentJobStatus) -> Result<()> {
+pub(super) async fn write(job: &AgentJob, ctx: &Context, status: AgentJobStatus) -> Result<()> {
     let api: Api<AgentJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     ctx.metrics.write("agentjobs/status", "apply");

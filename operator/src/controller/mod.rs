@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod job;
 pub mod session;
 pub mod triggers;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -135,7 +136,12 @@ pub async fn run(
     let ctx = Arc::new(Context::new(
         client.clone(),
         defaults,
-        (jobs.clone(), sessions.clone(), pods.clone(), blueprints.clone()),
+        (
+            jobs.clone(),
+            sessions.clone(),
+            pods.clone(),
+            blueprints.clone(),
+        ),
         metrics,
     ));
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job

@@ -7,6 +7,7 @@ pub mod lineage;
 pub mod order;
 pub mod pod;
 pub mod session;
+pub mod workspace;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

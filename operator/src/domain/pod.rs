@@ -6,14 +6,15 @@ use crds::contract::{self, env};
 use crds::{AgentBlueprint, AgentJob, AgentSession, JobType, labels};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-    EnvVar, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource,
-    SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    EnvVar, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
+    PodSpec, ProjectedVolumeSource, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::job::AGENT_CONTAINER;
+use super::workspace::workspace_claim_name;
 
 /// Operator-wide defaults for agent Pods.
 #[derive(Debug, Clone)]
@@ -27,9 +28,6 @@ pub struct PodDefaults {
 pub const PROMPT_ANNOTATION: &str = "agentorchestrator.dev/prompt";
 pub const SYSTEM_PROMPT_ANNOTATION: &str = "agentorchestrator.dev/system-prompt";
 pub const MCP_SERVERS_ANNOTATION: &str = "agentorchestrator.dev/mcp-servers";
-/// Where those files appear in the agent container.
-pub const AGENT_FILES_DIR: &str = "/etc/agent";
-pub const WORKSPACE_DIR: &str = "/workspace";
 /// Prompts up to this size are also passed as AGENT_PROMPT; larger ones only as a file.
 const MAX_PROMPT_ENV_BYTES: usize = 96 * 1024;
 /// Agent containers run as this user unless the image's own non-root user is set by the blueprint's security
@@ -77,18 +75,18 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
 
     let mut annotations = template.annotations.clone();
     annotations.insert(PROMPT_ANNOTATION.into(), spec.prompt.clone());
-    let mut files = vec![("prompt", PROMPT_ANNOTATION)];
+    let mut files = vec![(contract::PROMPT_FILE, PROMPT_ANNOTATION)];
     if let Some(bp) = blueprint {
-        // The system prompt is given on start only: a resumed agent already has it in its conversation.
-        if let (JobType::Start, Some(system)) = (spec.job_type, bp.spec.system_prompt.as_ref()) {
+        // On every job, Resume included: agent CLIs keep the conversation across runs but not the system prompt.
+        if let Some(system) = bp.spec.system_prompt.as_ref() {
             annotations.insert(SYSTEM_PROMPT_ANNOTATION.into(), system.clone());
-            files.push(("system-prompt", SYSTEM_PROMPT_ANNOTATION));
+            files.push((contract::SYSTEM_PROMPT_FILE, SYSTEM_PROMPT_ANNOTATION));
         }
         if !bp.spec.mcp_servers.is_empty() {
             let servers =
                 serde_json::to_string(&bp.spec.mcp_servers).expect("MCP servers serialise");
             annotations.insert(MCP_SERVERS_ANNOTATION.into(), servers);
-            files.push(("mcp-servers.json", MCP_SERVERS_ANNOTATION));
+            files.push((contract::MCP_SERVERS_FILE, MCP_SERVERS_ANNOTATION));
         }
     }
 
@@ -97,12 +95,19 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
         .project_dir
         .clone()
         .or_else(|| session.spec.project_dir.clone());
+    let workspace = template.workspace.as_ref();
+    let workspace_mount = workspace
+        .and_then(|w| w.mount_path.clone())
+        .unwrap_or_else(|| contract::WORKSPACE_DIR.into());
     let mut ours = vec![
         env_var(env::SESSION_NAME, session_name.clone()),
         env_var(env::JOB_NAME, job_name.clone()),
         env_var(env::JOB_TYPE, spec.job_type.as_str()),
         env_var(env::MCP_URL, defaults.mcp_url.clone()),
         env_var(env::TOKEN_FILE, contract::TOKEN_FILE),
+        env_var(env::FILES_DIR, contract::FILES_DIR),
+        env_var(env::WORKSPACE, workspace_mount.clone()),
+        env_var(env::TERMINATION_LOG, contract::TERMINATION_LOG),
         EnvVar {
             name: env::NAMESPACE.into(),
             value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
@@ -132,20 +137,16 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
     if let Some(bp) = session.spec.blueprint.as_ref() {
         ours.push(env_var(env::BLUEPRINT, bp.clone()));
     }
-    // The blueprint's variables come first; ours replace any of the same name.
-    let mut env: Vec<EnvVar> = template
-        .env
-        .iter()
-        .filter(|e| !ours.iter().any(|o| o.name == e.name))
-        .cloned()
-        .collect();
-    env.extend(ours);
-
-    let workspace_mount = template
-        .workspace
-        .as_ref()
-        .and_then(|w| w.mount_path.clone())
-        .unwrap_or_else(|| WORKSPACE_DIR.into());
+    // Ours come first, so that the blueprint's values can refer to them as $(AGENT_SESSION_NAME); a blueprint
+    // variable of the same name as ours is left out.
+    let mut env = ours.clone();
+    env.extend(
+        template
+            .env
+            .iter()
+            .filter(|e| !ours.iter().any(|o| o.name == e.name))
+            .cloned(),
+    );
     let container = Container {
         name: AGENT_CONTAINER.into(),
         image: Some(
@@ -160,6 +161,7 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
         env: Some(env),
         resources: template.resources.clone(),
         working_dir: Some(workspace_mount.clone()),
+        termination_message_path: Some(contract::TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -179,7 +181,7 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
             },
             VolumeMount {
                 name: "agent-files".into(),
-                mount_path: AGENT_FILES_DIR.into(),
+                mount_path: contract::FILES_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
             },
@@ -230,7 +232,12 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
         },
         Volume {
             name: "workspace".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+            // The session's claim when the blueprint asks for a persistent workspace, else a folder for this Pod.
+            persistent_volume_claim: workspace.map(|_| PersistentVolumeClaimVolumeSource {
+                claim_name: workspace_claim_name(&session_name),
+                read_only: None,
+            }),
+            empty_dir: workspace.is_none().then(EmptyDirVolumeSource::default),
             ..Default::default()
         },
     ];
@@ -398,7 +405,7 @@ spec:
     }
 
     #[test]
-    fn resume_pod_resumes_the_agent_session_without_the_system_prompt() {
+    fn resume_pod_resumes_the_agent_session_with_the_system_prompt() {
         let job = job(r#"
 apiVersion: agentorchestrator.dev/v1alpha1
 kind: AgentJob
@@ -419,11 +426,10 @@ spec: {type: Resume, sessionName: s1, prompt: "next"}
         assert_eq!(env["AGENT_RESUME_ID"], "claude-123");
         assert_eq!(env["AGENT_JOB_TYPE"], "Resume");
         assert!(!env.contains_key("AGENT_PARENT_SESSION_NAME"));
-        assert!(
-            !pod.metadata
-                .annotations
-                .unwrap()
-                .contains_key(SYSTEM_PROMPT_ANNOTATION)
+        // Agent CLIs do not keep the system prompt across runs: every job gets it.
+        assert_eq!(
+            pod.metadata.annotations.unwrap()[SYSTEM_PROMPT_ANNOTATION],
+            "You write code."
         );
     }
 
@@ -463,6 +469,77 @@ spec: {type: Resume, sessionName: s1, prompt: "next"}
         assert_eq!(
             token.audience.as_deref(),
             Some(contract::GATEWAY_TOKEN_AUDIENCE)
+        );
+    }
+
+    #[test]
+    fn the_operators_variables_come_first_so_the_blueprints_can_refer_to_them() {
+        let (job, session, bp) = (
+            job(START),
+            yaml::<AgentSession>(SESSION),
+            yaml::<AgentBlueprint>(BLUEPRINT),
+        );
+        let pod = build_pod(&PodInputs {
+            job: &job,
+            session: &session,
+            blueprint: Some(&bp),
+            defaults: &defaults(),
+        });
+        let names: Vec<String> = pod.spec.as_ref().unwrap().containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        let position = |n: &str| names.iter().position(|x| x == n).unwrap();
+        assert!(position("AGENT_SESSION_NAME") < position("EXTRA"));
+        let env = env_of(&pod);
+        assert_eq!(env["AGENT_FILES_DIR"], "/etc/agent");
+        assert_eq!(env["AGENT_WORKSPACE"], "/workspace");
+        assert_eq!(env["AGENT_TERMINATION_LOG"], "/dev/termination-log");
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            container.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
+        let volumes = pod.spec.unwrap().volumes.unwrap();
+        let workspace = volumes.iter().find(|v| v.name == "workspace").unwrap();
+        assert!(workspace.empty_dir.is_some() && workspace.persistent_volume_claim.is_none());
+    }
+
+    #[test]
+    fn a_blueprint_workspace_mounts_the_sessions_claim() {
+        let mut bp = yaml::<AgentBlueprint>(BLUEPRINT);
+        bp.spec.pod_template.as_mut().unwrap().workspace =
+            Some(yaml("{size: 1Gi, mountPath: /home/agent/work}"));
+        let (job, session) = (job(START), yaml::<AgentSession>(SESSION));
+        let pod = build_pod(&PodInputs {
+            job: &job,
+            session: &session,
+            blueprint: Some(&bp),
+            defaults: &defaults(),
+        });
+        assert_eq!(env_of(&pod)["AGENT_WORKSPACE"], "/home/agent/work");
+        let spec = pod.spec.unwrap();
+        let workspace = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "workspace")
+            .unwrap();
+        assert_eq!(
+            workspace.persistent_volume_claim.unwrap().claim_name,
+            "s1-workspace"
+        );
+        assert!(workspace.empty_dir.is_none());
+        let container = &spec.containers[0];
+        assert_eq!(container.working_dir.as_deref(), Some("/home/agent/work"));
+        assert!(
+            container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "workspace" && m.mount_path == "/home/agent/work")
         );
     }
 

@@ -1,0 +1,247 @@
+//! Claude Code as the agent: its command line (start or resume, MCP configuration, system prompt, tool
+//! permissions) and what its `--output-format stream-json` output says (session id, final text, error).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::invocation::{Invocation, JobType};
+use crate::outcome::{Exit, Outcome};
+
+/// The arguments of `claude` for this job. The prompt goes to its standard input: a prompt of 100,000 characters
+/// can exceed the kernel's limit on one argument.
+pub fn args(
+    inv: &Invocation,
+    mcp_config: &Path,
+    servers: &[String],
+    extra: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
+        .map(String::from)
+        .into();
+    args.push("--mcp-config".into());
+    args.push(mcp_config.display().to_string());
+    if !servers.is_empty() {
+        // The blueprint chose these servers for the agent: their tools need no interactive approval (there is
+        // nobody to approve them in a Pod).
+        args.push("--allowedTools".into());
+        args.push(
+            servers
+                .iter()
+                .map(|s| format!("mcp__{s}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    if let Some(system) = &inv.system_prompt {
+        // Appended to Claude Code's own system prompt, on every run: a resumed conversation does not keep it.
+        args.push("--append-system-prompt".into());
+        args.push(system.clone());
+    }
+    if let (JobType::Resume, Some(id)) = (inv.job_type, &inv.resume_id) {
+        args.push("--resume".into());
+        args.push(id.clone());
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// What the stream has said so far.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Transcript {
+    pub session_id: Option<String>,
+    /// The final `result` message: its text and whether it reports an error.
+    pub result: Option<(String, bool)>,
+    /// Text of the last assistant message, in case the stream ends without a result message.
+    pub last_text: Option<String>,
+}
+
+impl Transcript {
+    /// Takes one line of Claude Code's stream-json output. Lines that are not JSON (or not ours) are ignored.
+    pub fn observe(&mut self, line: &str) {
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        if let Some(id) = message.get("session_id").and_then(Value::as_str) {
+            self.session_id = Some(id.to_string());
+        }
+        match message.get("type").and_then(Value::as_str) {
+            Some("result") => {
+                let text = message
+                    .get("result")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .or_else(|| {
+                        // Error results may carry a list of errors instead of a text.
+                        message.get("errors").map(|e| e.to_string())
+                    })
+                    .unwrap_or_default();
+                let is_error = message.get("is_error").and_then(Value::as_bool) == Some(true)
+                    || message
+                        .get("subtype")
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.starts_with("error"));
+                self.result = Some((text, is_error));
+            }
+            Some("assistant") => {
+                let text: String = message
+                    .pointer("/message/content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .collect();
+                if !text.is_empty() {
+                    self.last_text = Some(text);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The job's outcome, once Claude Code has exited.
+    pub fn outcome(self, exit: Exit, stderr_tail: &str) -> Outcome {
+        let session_id = self.session_id;
+        match (exit, self.result) {
+            (Exit::Code(0), Some((text, false))) => Outcome::succeeded(text, session_id),
+            (exit, Some((text, true))) if !text.trim().is_empty() => {
+                Outcome::failed(exit, text, session_id)
+            }
+            (Exit::Code(0), None) => Outcome::failed(
+                Exit::Code(1),
+                format!(
+                    "Claude Code exited without a result{}",
+                    detail(self.last_text.as_deref().or(Some(stderr_tail)))
+                ),
+                session_id,
+            ),
+            (exit, _) => Outcome::failed(
+                exit,
+                format!("Claude Code {exit}{}", detail(Some(stderr_tail))),
+                session_id,
+            ),
+        }
+    }
+}
+
+fn detail(text: Option<&str>) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => format!(": {t}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn invocation(job_type: JobType, resume: Option<&str>, system: Option<&str>) -> Invocation {
+        Invocation {
+            session: "s1".into(),
+            job: "j1".into(),
+            job_type,
+            namespace: "ns".into(),
+            parent: None,
+            resume_id: resume.map(String::from),
+            mcp_url: Some("http://gw/mcp".into()),
+            prompt: "go".into(),
+            system_prompt: system.map(String::from),
+            mcp_servers: BTreeMap::new(),
+            token_file: PathBuf::from("/t"),
+            workspace: PathBuf::from("/ws"),
+            work_dir: PathBuf::from("/ws"),
+            termination_log: PathBuf::from("/dev/termination-log"),
+        }
+    }
+
+    #[test]
+    fn start_and_resume_command_lines() {
+        let servers = vec!["agents".to_string(), "docs".to_string()];
+        let start = args(
+            &invocation(JobType::Start, None, Some("be brief")),
+            Path::new("/h/mcp.json"),
+            &servers,
+            &["--model".into(), "opus".into()],
+        );
+        assert_eq!(
+            start.join(" "),
+            "-p --output-format stream-json --verbose --mcp-config /h/mcp.json \
+             --allowedTools mcp__agents,mcp__docs --append-system-prompt be brief --model opus"
+        );
+        let resume = args(
+            &invocation(JobType::Resume, Some("abc-123"), None),
+            Path::new("/h/mcp.json"),
+            &[],
+            &[],
+        );
+        assert_eq!(
+            resume.join(" "),
+            "-p --output-format stream-json --verbose --mcp-config /h/mcp.json --resume abc-123"
+        );
+        // A session that never reported an id starts a new conversation rather than failing.
+        let fresh = args(
+            &invocation(JobType::Resume, None, None),
+            Path::new("/m"),
+            &[],
+            &[],
+        );
+        assert!(!fresh.contains(&"--resume".to_string()));
+    }
+
+    const INIT: &str =
+        r#"{"type":"system","subtype":"init","cwd":"/ws","session_id":"sid-1","tools":[]}"#;
+    const ASSISTANT: &str = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"partial"}]},"session_id":"sid-1"}"#;
+    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"All done","session_id":"sid-1"}"#;
+    const API_ERROR: &str = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 400 scripted failure","session_id":"sid-2"}"#;
+
+    fn transcript(lines: &[&str]) -> Transcript {
+        let mut t = Transcript::default();
+        for l in lines {
+            t.observe(l);
+        }
+        t
+    }
+
+    #[test]
+    fn a_successful_run_gives_its_result_and_session() {
+        let t = transcript(&[INIT, "not json", ASSISTANT, RESULT]);
+        let o = t.outcome(Exit::Code(0), "");
+        assert_eq!(
+            o,
+            Outcome::succeeded("All done".into(), Some("sid-1".into()))
+        );
+    }
+
+    #[test]
+    fn an_error_result_fails_with_its_text() {
+        let o = transcript(&[API_ERROR]).outcome(Exit::Code(1), "noise");
+        assert_eq!(
+            o,
+            Outcome::failed(
+                Exit::Code(1),
+                "API Error: 400 scripted failure".into(),
+                Some("sid-2".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_crash_fails_with_the_exit_and_stderr() {
+        let o = transcript(&[INIT]).outcome(Exit::Signal(9), "killed\n");
+        assert!(!o.success);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("Claude Code was killed by signal 9: killed")
+        );
+        assert_eq!(o.session_id.as_deref(), Some("sid-1"));
+        let o = transcript(&[INIT, ASSISTANT]).outcome(Exit::Code(0), "");
+        assert_eq!(
+            o.error.as_deref(),
+            Some("Claude Code exited without a result: partial")
+        );
+        assert_eq!(o.exit, Exit::Code(1));
+    }
+}

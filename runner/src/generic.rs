@@ -1,0 +1,157 @@
+//! Any agent command that follows the runner's contract, for agents other than Claude Code:
+//!
+//! - it gets the prompt on its standard input (and, when it fits, in `AGENT_PROMPT`), runs in the job's working
+//!   folder with the Pod's `AGENT_*` environment, and `HOME` in the session workspace;
+//! - it may write its final text to the file named by `AGENT_RESULT_FILE` (else its standard output is the result)
+//!   and its own session id to `AGENT_SESSION_ID_FILE` (given back as `AGENT_RESUME_ID` on the next Resume);
+//! - exit code 0 means success; anything else is a failure whose error text is the end of its error output.
+
+use std::path::{Path, PathBuf};
+
+use crate::outcome::{Exit, Outcome};
+
+pub const RESULT_FILE_VAR: &str = "AGENT_RESULT_FILE";
+pub const SESSION_ID_FILE_VAR: &str = "AGENT_SESSION_ID_FILE";
+
+/// Standard output kept as the result of a command that writes no result file.
+const STDOUT_KEPT_BYTES: usize = 1024 * 1024;
+
+/// The files a command may write, in the job's scratch folder.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub result: PathBuf,
+    pub session_id: PathBuf,
+}
+
+impl Files {
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            result: dir.join("result"),
+            session_id: dir.join("session-id"),
+        }
+    }
+
+    pub fn env(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            (RESULT_FILE_VAR, self.result.clone()),
+            (SESSION_ID_FILE_VAR, self.session_id.clone()),
+        ]
+    }
+}
+
+/// Collects standard output, keeping its last `STDOUT_KEPT_BYTES`.
+#[derive(Debug, Default)]
+pub struct Output(String);
+
+impl Output {
+    pub fn push(&mut self, line: &str) {
+        self.0.push_str(line);
+        self.0.push('\n');
+        if self.0.len() > STDOUT_KEPT_BYTES {
+            let mut cut = self.0.len() - STDOUT_KEPT_BYTES;
+            while !self.0.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.0.drain(..cut);
+        }
+    }
+}
+
+/// The outcome of a finished command, from its exit, the files it wrote and its output.
+pub fn outcome(
+    exit: Exit,
+    result_file: Option<String>,
+    session_file: Option<String>,
+    stdout: Output,
+    stderr_tail: &str,
+    resume_id: Option<&str>,
+) -> Outcome {
+    let session_id = session_file
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| resume_id.map(String::from));
+    if exit == Exit::Code(0) {
+        let result = result_file.unwrap_or(stdout.0);
+        return Outcome::succeeded(result.trim().to_string(), session_id);
+    }
+    let said = [stderr_tail, stdout.0.as_str()]
+        .into_iter()
+        .map(str::trim)
+        .find(|s| !s.is_empty());
+    let error = match said {
+        Some(text) => format!("the agent command {exit}: {text}"),
+        None => format!("the agent command {exit}"),
+    };
+    Outcome::failed(exit, error, session_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(text: &str) -> Output {
+        let mut o = Output::default();
+        for l in text.lines() {
+            o.push(l);
+        }
+        o
+    }
+
+    #[test]
+    fn the_result_file_wins_over_stdout() {
+        let o = outcome(
+            Exit::Code(0),
+            Some("final\n".into()),
+            Some("sid\n".into()),
+            out("log"),
+            "",
+            None,
+        );
+        assert_eq!(o, Outcome::succeeded("final".into(), Some("sid".into())));
+        let o = outcome(
+            Exit::Code(0),
+            None,
+            None,
+            out("line 1\nline 2\n"),
+            "",
+            Some("old"),
+        );
+        assert_eq!(
+            o,
+            Outcome::succeeded("line 1\nline 2".into(), Some("old".into()))
+        );
+    }
+
+    #[test]
+    fn failures_carry_the_exit_and_what_the_command_said() {
+        let o = outcome(
+            Exit::Code(4),
+            None,
+            None,
+            out("partial"),
+            "it broke\n",
+            None,
+        );
+        assert_eq!(
+            o.error.as_deref(),
+            Some("the agent command exited with code 4: it broke")
+        );
+        assert_eq!(o.exit_code(), 4);
+        let o = outcome(Exit::Code(4), None, None, out(""), "", None);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("the agent command exited with code 4")
+        );
+    }
+
+    #[test]
+    fn output_keeps_its_tail() {
+        let mut o = Output::default();
+        let line = "y".repeat(1000);
+        for _ in 0..2000 {
+            o.push(&line);
+        }
+        assert!(o.0.len() <= STDOUT_KEPT_BYTES);
+        assert!(o.0.ends_with(&format!("{line}\n")));
+    }
+}
