@@ -65,8 +65,20 @@ python-env: ## the Python environment of the e2e MCP client
 	@if [ ! -x $(PYTHON_ENV)/bin/python ]; then python3 -m venv $(PYTHON_ENV); fi
 	@$(PYTHON_ENV)/bin/pip install -q --disable-pip-version-check -r e2e/python/requirements.txt
 
+# The real Claude Code CLI, pinned, from npm (its native binary comes as an optional dependency). Agent Pods on the
+# process node run it against the scripted Anthropic stand-in in tests, or against the real API with a key.
+CLAUDE_VERSION := 2.1.328
+CLAUDE         := $(LOCAL)/claude/node_modules/.bin/claude
+.PHONY: claude
+claude: ## the Claude Code CLI (pinned) into .local/claude
+	@if ! { [ -x $(CLAUDE) ] && $(CLAUDE) --version 2>/dev/null | grep -q '^$(CLAUDE_VERSION) '; }; then \
+		mkdir -p $(LOCAL)/claude && cd $(LOCAL)/claude && \
+		npm install --no-audit --no-fund --no-save --loglevel=error @anthropic-ai/claude-code@$(CLAUDE_VERSION); \
+	fi
+	@$(CLAUDE) --version
+
 .PHONY: e2e
-e2e: python-env ## end-to-end tests against the running local cluster (see cluster-up)
+e2e: python-env claude ## end-to-end tests against the running local cluster (see cluster-up)
 	cargo build -q --bins
 	cargo test -p e2e --no-fail-fast
 
@@ -128,6 +140,6 @@ bench: cluster-build ## benchmarks against a fresh local cluster (release operat
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: run
-run: cluster-up ## bring up the local control plane, install the CRDs, run operator and gateway, show what to do
+run: cluster-up claude ## bring up the local control plane, install the CRDs, run operator and gateway, show what to do
 	cargo build --bins
 	scripts/run-local.sh

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# `make run`: the local control plane is up (make cluster-up); install the CRDs and start the operator (and the
-# gateway, once built) against it as background processes, then tell the newcomer what to do.
+# `make run`: the local control plane is up (make cluster-up) and the binaries are built. Install the CRDs and start,
+# as background processes: the operator, the MCP gateway (verifying agents' tokens), the process node (which runs
+# agent Pods that ask for it as local processes: agent-runner and Claude Code) and, without ANTHROPIC_API_KEY, the
+# local Anthropic stand-in with its demo model. Then tell the newcomer what to do.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 local_dir=$root/.local
 run=$local_dir/run
+bin=$root/target/debug
 export KUBECONFIG=$local_dir/kubeconfig
 kubectl=$local_dir/bin/kubectl
 mkdir -p "$run"
@@ -24,30 +27,61 @@ start() { # name, then the command
   echo "started $name (pid $!, log $run/$name.log)"
 }
 
-start agent-operator "$root/target/debug/agent-operator" --leader-election=false \
-  --mcp-url http://127.0.0.1:9500/mcp --metrics-addr 127.0.0.1:8080
-if [ -x "$root/target/debug/mcp-gateway" ] && "$root/target/debug/mcp-gateway" --help >/dev/null 2>&1; then
-  start mcp-gateway "$root/target/debug/mcp-gateway" --auth header --listen 127.0.0.1:9500 --namespace default
-fi
-
-for port in 8080; do
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+wait_http() { # what, url
+  for _ in $(seq 1 200); do
+    curl -fsS "$2" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-done
+  echo "$1 did not answer at $2; see its log in $run/" >&2
+  exit 1
+}
+
+# The model: the real Anthropic API when ANTHROPIC_API_KEY is set, else the local stand-in. Blueprints read both from
+# the Secret and ConfigMap "anthropic" (see examples/local-claude-blueprint.yaml).
+if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
+  model="the Anthropic API (ANTHROPIC_API_KEY)"
+  key=$ANTHROPIC_API_KEY
+  "$kubectl" delete configmap anthropic --ignore-not-found >/dev/null
+  "$kubectl" create configmap anthropic >/dev/null
+else
+  model="the local stand-in model (set ANTHROPIC_API_KEY before make run for the real one)"
+  key=sk-local-stand-in
+  start fake-anthropic "$bin/fake-anthropic" --listen 127.0.0.1:9600
+  "$kubectl" create configmap anthropic --from-literal=base-url=http://127.0.0.1:9600 \
+    --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+fi
+"$kubectl" create secret generic anthropic --from-literal=api-key="$key" \
+  --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+
+start process-node env PATH="$bin:$local_dir/claude/node_modules/.bin:$PATH" RUST_LOG=info,kube=warn \
+  "$bin/process-node" --kubeconfig "$KUBECONFIG" --default-storage-class
+start mcp-gateway "$bin/mcp-gateway" --auth token --listen 127.0.0.1:9500 --namespace default
+start agent-operator "$bin/agent-operator" --leader-election=false \
+  --mcp-url http://127.0.0.1:9500/mcp --metrics-addr 127.0.0.1:8080
+
+wait_http "agent-operator" http://127.0.0.1:8080/readyz
+wait_http "mcp-gateway" http://127.0.0.1:9500/readyz
+"$kubectl" wait --for condition=Ready --timeout=30s node/process-node-0 >/dev/null
 
 cat <<MSG
 
-Agent Orchestrator is running on the local control plane.
+Agent Orchestrator is running on the local control plane; agents use $model.
 
   export KUBECONFIG=$KUBECONFIG PATH=$local_dir/bin:\$PATH
-  kubectl apply -f examples/blueprint.yaml
-  kubectl apply -f examples/start-job.yaml
-  kubectl get agj,ags -w            # the job runs, the session goes Running, then Idle
+
+A two-level tree of real Claude Code agents (Pods run as local processes on node process-node-0):
+  kubectl apply -f examples/local-claude-blueprint.yaml -f examples/tree-job.yaml
+  kubectl get agj,ags -w            # planner starts two children; their callbacks resume planner
+  kubectl get ags planner -o jsonpath='{.status.result}'
+
+Simulated agents (kwok, no processes):
+  kubectl apply -f examples/blueprint.yaml -f examples/start-job.yaml
   kubectl apply -f examples/resume-job.yaml
   kubectl describe ags hello        # status, conditions and Events
 
-Operator metrics: http://127.0.0.1:8080/metrics   MCP gateway: http://127.0.0.1:9500/mcp
-Logs: $run/*.log    Stop everything: make cluster-down
+Where to look:
+  agent logs:   $local_dir/process-node/logs/NAMESPACE/POD/agent.log
+  processes:    $run/*.log    (operator, gateway, process node, model stand-in)
+  metrics:      http://127.0.0.1:8080/metrics (operator)   http://127.0.0.1:9500/metrics (gateway)
+Stop: make stop (these processes) or make cluster-down (everything)
 MSG

@@ -6,7 +6,9 @@
 pub mod agents;
 pub mod anthropic;
 pub mod chart;
+pub mod demo_model;
 pub mod gateway;
+pub mod local_agents;
 pub mod operator;
 pub mod procnode;
 

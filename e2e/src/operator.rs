@@ -32,6 +32,7 @@ pub struct Operator {
     pub metrics_port: u16,
     pub log: PathBuf,
     extra: Vec<String>,
+    mcp_url: String,
 }
 
 /// Options of a test operator.
@@ -42,6 +43,8 @@ pub struct Options {
     /// The identity in the Lease.
     pub identity: Option<String>,
     pub extra_args: Vec<String>,
+    /// The gateway agent Pods are told to use (default: a closed port, for tests whose Pods run nothing).
+    pub mcp_url: Option<String>,
 }
 
 impl Operator {
@@ -74,6 +77,10 @@ impl Operator {
             metrics_port: 0,
             log: log_dir.join(format!("operator-{namespace}-{identity}.log")),
             extra,
+            mcp_url: options
+                .mcp_url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:1/mcp".into()),
         };
         op.spawn().await;
         op
@@ -96,7 +103,7 @@ impl Operator {
                 "--agent-image",
                 "registry.invalid/agent-runner:test",
                 "--mcp-url",
-                "http://127.0.0.1:1/mcp",
+                &self.mcp_url,
             ])
             .args(&self.extra)
             .env("KUBECONFIG", kubeconfig_path())

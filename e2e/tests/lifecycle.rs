@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, JobPhase, SessionPhase, labels};
 use e2e::agents::*;
 use e2e::operator::Operator;
-use e2e::{kubeconfig_path, local_bin, wait_for, with_temp_ns};
+use e2e::{eventually, kubeconfig_path, local_bin, wait_for, with_temp_ns};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -197,10 +198,29 @@ async fn resumes_created_at_once_run_one_after_the_other() {
         let (a, b) = tokio::join!(jobs.create(&pp, &ra), jobs.create(&pp, &rb));
         a.unwrap();
         b.unwrap();
-        for name in ["r-a", "r-b"] {
-            wait_pod(&pods, name).await;
-            succeed_pod(&pods, name, name).await;
-            wait_job(&jobs, name, JobPhase::Succeeded).await;
+        // Created in the same instant, they run in either order (creation timestamps have one-second resolution
+        // and may straddle a second): finish whichever runs, then the other.
+        let mut left = vec!["r-a", "r-b"];
+        while !left.is_empty() {
+            let running = eventually(
+                "the Pod of the next resume",
+                Duration::from_secs(30),
+                || {
+                    let (pods, left) = (pods.clone(), left.clone());
+                    async move {
+                        for name in left {
+                            if pods.get_opt(name).await.ok().flatten().is_some() {
+                                return Some(name);
+                            }
+                        }
+                        None
+                    }
+                },
+            )
+            .await;
+            succeed_pod(&pods, running, running).await;
+            wait_job(&jobs, running, JobPhase::Succeeded).await;
+            left.retain(|n| *n != running);
         }
         watch.abort();
         assert_eq!(

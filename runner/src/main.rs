@@ -56,6 +56,8 @@ enum Mode {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Pod logs are files, not terminals: no colour codes in them.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENT_RUNNER_LOG")

@@ -66,7 +66,9 @@ fn is_name(s: &str) -> bool {
 }
 
 /// Builds the configuration. A blueprint server whose URL is the gateway's (or that is named like ours) gets the
-/// caller headers; otherwise the gateway is added under `GATEWAY_MCP_SERVER`.
+/// caller headers; otherwise the gateway is added under `GATEWAY_MCP_SERVER`. The gateway's tools are always loaded
+/// (`alwaysLoad`): Claude Code otherwise defers MCP tools behind its tool search, and the orchestration tools are
+/// what an orchestrator agent is for.
 pub fn build(
     servers: &BTreeMap<String, McpServer>,
     gateway: Option<&Gateway>,
@@ -88,13 +90,16 @@ pub fn build(
                     .iter()
                     .map(|(k, v)| (k.clone(), Value::String(expand(v, &var, &mut unresolved))))
                     .collect();
+                let mut entry = json!({"type": "http", "url": url});
                 if let Some(gw) = gateway
                     && (same_endpoint(&url, &gw.url) || name == GATEWAY_MCP_SERVER)
                 {
                     gateway_seen = true;
                     caller_headers(&mut headers, gw);
+                    entry["alwaysLoad"] = true.into();
                 }
-                json!({"type": "http", "url": url, "headers": headers})
+                entry["headers"] = headers.into();
+                entry
             }
             McpTransport::Stdio => {
                 let env: Map<String, Value> = server
@@ -119,7 +124,7 @@ pub fn build(
         caller_headers(&mut headers, gw);
         out.insert(
             GATEWAY_MCP_SERVER.into(),
-            json!({"type": "http", "url": gw.url, "headers": headers}),
+            json!({"type": "http", "url": gw.url, "alwaysLoad": true, "headers": headers}),
         );
     }
     McpConfig {
@@ -204,7 +209,7 @@ fs: {type: stdio, command: mcp-fs, args: ["--root", "/w"], env: {OWNER: "${AGENT
         assert_eq!(servers["fs"]["args"], json!(["--root", "/w"]));
         assert_eq!(
             servers["agents"],
-            json!({"type": "http", "url": "http://gw:9500/mcp",
+            json!({"type": "http", "url": "http://gw:9500/mcp", "alwaysLoad": true,
                    "headers": {"X-Agent-Session-Name": "child-1", "Authorization": "Bearer tok"}})
         );
         assert_eq!(config.servers, ["agents", "docs", "fs"]);
@@ -228,6 +233,7 @@ orchestrator: {type: http, url: "http://gw:9500/mcp/", headers: {X-Agent-Session
         assert_eq!(headers["Authorization"], "Bearer tok");
         assert_eq!(headers["X-Agent-Session-Name"], "child-1");
         assert_eq!(headers["X-Extra"], "1");
+        assert_eq!(servers["orchestrator"]["alwaysLoad"], true);
     }
 
     #[test]

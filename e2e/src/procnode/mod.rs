@@ -67,9 +67,11 @@ impl Config {
 }
 
 /// Runs the process node until one of its loops ends (which is an error: they are meant to run forever).
-pub async fn run(client: Client, config: Config) -> Result<()> {
-    let config = Arc::new(config);
+pub async fn run(client: Client, mut config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.root)?;
+    // Absolute and without `..`: the API server refuses such hostPath volumes, and processes change folders.
+    config.root = config.root.canonicalize()?;
+    let config = Arc::new(config);
     node::register(&client, &config.node).await?;
     storage::ensure_class(&client, config.default_storage_class).await?;
     let volumes = config.root.join("volumes");

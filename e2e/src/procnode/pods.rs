@@ -287,34 +287,50 @@ async fn environment(
         }
     }
     for var in container.env.iter().flatten() {
+        // A missing optional key leaves the variable out, a missing required one stops the Pod (as the kubelet's
+        // CreateContainerConfigError does).
+        let missing = |what: String, optional: Option<bool>| -> Result<Option<String>> {
+            if optional == Some(true) {
+                Ok(None)
+            } else {
+                Err(anyhow!("variable {}: {what} does not exist", var.name))
+            }
+        };
         let value = if let Some(v) = &var.value {
-            expand(v, &env)
+            Some(expand(v, &env))
         } else if let Some(from) = &var.value_from {
             if let Some(f) = &from.field_ref {
-                field(pod, &f.field_path).unwrap_or_default()
+                Some(field(pod, &f.field_path).unwrap_or_default())
             } else if let Some(k) = &from.config_map_key_ref {
                 let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-                api.get_opt(&k.name)
+                match api
+                    .get_opt(&k.name)
                     .await?
                     .and_then(|cm| cm.data?.get(&k.key).cloned())
-                    .unwrap_or_default()
+                {
+                    Some(v) => Some(v),
+                    None => missing(format!("key {} of ConfigMap {}", k.key, k.name), k.optional)?,
+                }
             } else if let Some(k) = &from.secret_key_ref {
                 let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-                api.get_opt(&k.name)
-                    .await?
-                    .and_then(|s| {
-                        s.data?
-                            .get(&k.key)
-                            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                    })
-                    .unwrap_or_default()
+                let value = api.get_opt(&k.name).await?.and_then(|s| {
+                    s.data?
+                        .get(&k.key)
+                        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                });
+                match value {
+                    Some(v) => Some(v),
+                    None => missing(format!("key {} of Secret {}", k.key, k.name), k.optional)?,
+                }
             } else {
-                String::new()
+                Some(String::new())
             }
         } else {
-            String::new()
+            Some(String::new())
         };
-        env.insert(var.name.clone(), value);
+        if let Some(value) = value {
+            env.insert(var.name.clone(), value);
+        }
     }
     for value in env.values_mut() {
         *value = paths.translate(value);
