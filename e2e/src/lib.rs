@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod anthropic;
+pub mod bench;
 pub mod chart;
 pub mod demo_model;
 pub mod gateway;

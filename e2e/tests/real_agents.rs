@@ -12,6 +12,7 @@ use e2e::gateway::Gateway;
 use e2e::local_agents::{ProcessNode, claude_blueprint};
 use e2e::operator::{Operator, Options};
 use e2e::{wait_for, with_temp_ns};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -228,7 +229,21 @@ async fn a_claude_parent_starts_a_child_and_is_resumed_with_its_result() {
             CallbackState::Delivered
         );
 
-        // Every MCP call carried the caller's own session name and a token the gateway accepted.
+        // Every MCP request carried the caller's own session name and a token the gateway accepted (a header
+        // naming another session, or a bad token, is refused and counted as such).
+        let accepted = stack
+            .gateway
+            .metric(r#"mcp_gateway_callers_total{by="token",header="present"}"#)
+            .await;
+        assert!(
+            accepted >= 2.0,
+            "verified requests with the session header: {accepted}"
+        );
+        let without_header = stack
+            .gateway
+            .metric(r#"mcp_gateway_callers_total{by="token",header="absent"}"#)
+            .await;
+        assert_eq!(without_header, 0.0, "requests without X-Agent-Session-Name");
         let logs = stack.gateway.logs();
         assert!(
             !logs.contains("refused"),
@@ -372,6 +387,81 @@ async fn a_failing_claude_child_fails_its_job_and_calls_back_with_the_error() {
         let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
         let broken = sessions.get("broken").await.unwrap();
         assert_eq!(broken.status.unwrap().phase, Some(SessionPhase::Failed));
+    })
+    .await;
+}
+
+/// `agent-runner exec` runs any agent that follows the contract (prompt on stdin, result and session id files),
+/// the session's workspace claim carries files from one job's Pod to the next, Resume gives the agent its own
+/// session id back, and the claim goes with the session.
+#[tokio::test]
+async fn a_generic_agent_keeps_its_workspace_and_session_id_across_jobs() {
+    with_temp_ns("real-generic", |client, ns| async move {
+        install_crds(&client).await;
+        let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
+        let node = ProcessNode::start(&client, &ns).await;
+        let _operator = Operator::start_with(
+            &ns,
+            Options {
+                mcp_url: Some(gateway.url()),
+                ..Default::default()
+            },
+        )
+        .await;
+        // Start: remember the prompt in the workspace, answer, and name a session id. Resume: answer with what the
+        // first Pod left in the workspace, the resume id, and the new prompt.
+        let script = r#"prompt=$(cat)
+if [ "$AGENT_JOB_TYPE" = Start ]; then
+  echo "$prompt" > notes.txt
+  echo "generic-sid-1" > "$AGENT_SESSION_ID_FILE"
+  echo "started: $prompt" > "$AGENT_RESULT_FILE"
+else
+  echo "resumed $AGENT_RESUME_ID; notes: $(cat notes.txt); now: $prompt" > "$AGENT_RESULT_FILE"
+fi"#;
+        let (selector, tolerations) = node.scheduling();
+        let blueprint = json!({
+            "apiVersion": "agentorchestrator.dev/v1alpha1", "kind": "AgentBlueprint",
+            "metadata": {"name": "generic"},
+            "spec": {"podTemplate": {
+                "command": ["agent-runner", "exec", "--", "sh", "-c", script],
+                "nodeSelector": selector, "tolerations": tolerations,
+                "workspace": {"size": "1Gi", "storageClassName": e2e::procnode::STORAGE_CLASS},
+            }},
+        });
+        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
+        blueprints
+            .create(&PostParams::default(), &serde_json::from_value(blueprint).unwrap())
+            .await
+            .expect("create blueprint");
+        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
+        let start = job(
+            "g-start",
+            json!({"type": "Start", "sessionName": "notes", "prompt": "remember the milk", "blueprint": "generic"}),
+        );
+        jobs.create(&PostParams::default(), &start).await.unwrap();
+        let done = wait_job(&jobs, "g-start", JobPhase::Succeeded).await;
+        assert_eq!(done.status.unwrap().result.as_deref(), Some("started: remember the milk"));
+
+        let resume = job("g-resume", json!({"type": "Resume", "sessionName": "notes", "prompt": "what was it?"}));
+        jobs.create(&PostParams::default(), &resume).await.unwrap();
+        let done = wait_job(&jobs, "g-resume", JobPhase::Succeeded).await;
+        assert_eq!(
+            done.status.unwrap().result.as_deref(),
+            Some("resumed generic-sid-1; notes: remember the milk; now: what was it?")
+        );
+        let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
+        let session = sessions.get("notes").await.unwrap();
+        assert_eq!(session.status.unwrap().agent_session_id.as_deref(), Some("generic-sid-1"));
+
+        // The claim belongs to the session and goes with it.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let claim = claims.get("notes-workspace").await.expect("the session's workspace claim");
+        assert_eq!(claim.metadata.owner_references.unwrap()[0].kind, "AgentSession");
+        sessions.delete("notes", &Default::default()).await.unwrap();
+        wait_for(&claims, "notes-workspace", TIMEOUT, |c: Option<&PersistentVolumeClaim>| {
+            c.is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+        })
+        .await;
     })
     .await;
 }

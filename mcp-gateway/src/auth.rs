@@ -47,6 +47,8 @@ pub struct Caller {
     pub job: Option<String>,
     /// True when the identity comes from a verified token.
     pub verified: bool,
+    /// Whether the request carried `X-Agent-Session-Name` (which, verified, agreed with the token).
+    pub claimed: bool,
 }
 
 /// Why a request was refused. The text is shown to the caller.
@@ -135,6 +137,7 @@ impl Authenticator {
         let claimed = claimed_session(headers)?;
         match self.mode {
             AuthMode::Header => Ok(Caller {
+                claimed: claimed.is_some(),
                 session: claimed,
                 namespace: self.default_namespace.clone(),
                 job: None,
@@ -150,6 +153,7 @@ impl Authenticator {
                         actual: session,
                     }),
                     _ => Ok(Caller {
+                        claimed: claimed.is_some(),
                         session: Some(session),
                         namespace: pod.namespace,
                         job,

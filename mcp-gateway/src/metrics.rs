@@ -1,5 +1,5 @@
-//! Prometheus metrics of the gateway, served at /metrics: tool calls by tool and outcome, their latency, refused
-//! callers and result reports.
+//! Prometheus metrics of the gateway, served at /metrics: tool calls by tool and outcome, their latency, accepted and
+//! refused callers, and result reports.
 
 use std::time::Duration;
 
@@ -25,11 +25,20 @@ struct Reason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Identity {
+    /// `token` (verified) or `header` (trusted, development mode).
+    by: String,
+    /// Whether the request named its session in X-Agent-Session-Name.
+    header: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     tool_calls: Family<ToolOutcome, Counter>,
     tool_latency: Family<Tool, Histogram>,
     refusals: Family<Reason, Counter>,
+    callers: Family<Identity, Counter>,
     result_reports: Family<Reason, Counter>,
 }
 
@@ -42,6 +51,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 17))
         });
         let refusals = Family::<Reason, Counter>::default();
+        let callers = Family::<Identity, Counter>::default();
         let result_reports = Family::<Reason, Counter>::default();
         registry.register(
             "tool_calls",
@@ -59,6 +69,12 @@ impl Default for Metrics {
             refusals.clone(),
         );
         registry.register(
+            "callers",
+            "MCP requests accepted by caller verification, by how the caller was identified and whether it sent \
+             X-Agent-Session-Name",
+            callers.clone(),
+        );
+        registry.register(
             "result_reports",
             "Result reports of agent runners, by outcome",
             result_reports.clone(),
@@ -68,6 +84,7 @@ impl Default for Metrics {
             tool_calls,
             tool_latency,
             refusals,
+            callers,
             result_reports,
         }
     }
@@ -91,6 +108,15 @@ impl Metrics {
         self.refusals
             .get_or_create(&Reason {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn caller(&self, verified: bool, claimed: bool) {
+        self.callers
+            .get_or_create(&Identity {
+                by: if verified { "token" } else { "header" }.into(),
+                header: if claimed { "present" } else { "absent" }.into(),
             })
             .inc();
     }
@@ -122,6 +148,8 @@ mod tests {
         m.tool_call("get_agent_session_status", true, Duration::from_millis(2));
         m.tool_call("get_agent_session_status", false, Duration::from_millis(2));
         m.refused("missing_token");
+        m.caller(true, true);
+        m.caller(true, true);
         let text = m.render();
         assert!(
             text.contains(
@@ -135,6 +163,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"mcp_gateway_auth_refusals_total{reason="missing_token"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mcp_gateway_callers_total{by="token",header="present"} 2"#),
             "{text}"
         );
     }

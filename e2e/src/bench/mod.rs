@@ -1,0 +1,77 @@
+//! `make bench`: the benchmarks, each against the local control plane with the operator (and gateway) as real
+//! processes, in namespaces of their own. The figures are printed by `bin/bench.rs`.
+
+pub mod callbacks;
+pub mod gateway;
+pub mod lifecycle;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// Objects are created this many at a time.
+pub const CREATE_PARALLELISM: usize = 64;
+
+/// A fresh, empty namespace `name` (an earlier run's is deleted first).
+pub async fn fresh_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await.unwrap().is_some() {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+        crate::wait_for(
+            &api,
+            name,
+            Duration::from_secs(120),
+            |n: Option<&Namespace>| n.is_none(),
+        )
+        .await;
+    }
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &ns).await.unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    crate::wait_for(
+        &accounts,
+        "default",
+        Duration::from_secs(30),
+        |s: Option<&_>| s.is_some(),
+    )
+    .await;
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The `p`th percentile (nearest rank) of `values`.
+pub fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&ms, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&ms, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&ms[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}
