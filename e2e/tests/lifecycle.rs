@@ -32,6 +32,23 @@ fn kubectl(ns: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// What `kubectl describe KIND NAME` shows once it mentions every one of `reasons` (Events are recorded in the
+/// background, a moment after the change they describe).
+async fn described_with(ns: &str, kind: &str, name: &str, reasons: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = kubectl(ns, &["describe", kind, name]);
+        if reasons.iter().all(|r| text.contains(r)) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl describe {kind} {name} does not show all of {reasons:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn start_job_creates_its_session_runs_a_pod_and_records_the_result() {
     with_temp_ns("start", |client, ns| async move {
@@ -101,18 +118,14 @@ async fn start_job_creates_its_session_runs_a_pod_and_records_the_result() {
             table.contains("Succeeded") && table.contains("Idle"),
             "{table}"
         );
-        let job_events = kubectl(&ns, &["describe", "agj", "first"]);
-        assert!(
-            job_events.contains("Started") && job_events.contains("Succeeded"),
-            "{job_events}"
-        );
-        let session_events = kubectl(&ns, &["describe", "ags", "alpha"]);
-        for reason in ["Created", "JobStarted", "JobSucceeded"] {
-            assert!(
-                session_events.contains(reason),
-                "no {reason} event:\n{session_events}"
-            );
-        }
+        described_with(&ns, "agj", "first", &["Started", "Succeeded"]).await;
+        described_with(
+            &ns,
+            "ags",
+            "alpha",
+            &["Created", "JobStarted", "JobSucceeded"],
+        )
+        .await;
     })
     .await;
 }
@@ -346,8 +359,7 @@ async fn deleting_a_running_job_stops_its_pod_and_the_session() {
         let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
         let s = wait_session(&sessions, "theta", SessionPhase::Running).await;
         assert_eq!(s.status.as_ref().unwrap().last_job.as_deref(), Some("s"));
-        let events = kubectl(&ns, &["describe", "ags", "theta"]);
-        assert!(events.contains("JobStopped"), "{events}");
+        described_with(&ns, "ags", "theta", &["JobStopped"]).await;
         jobs.delete("next", &DeleteParams::background())
             .await
             .unwrap();

@@ -1,6 +1,12 @@
 //! What every reconcile shares: the client, the watch-fed stores, the event recorder and the metrics.
+//!
+//! Events are published by a task of their own, in the order they were recorded: they are for people, so a
+//! reconcile never waits for one (an Event write used to sit on the path from a child's end to its parent's
+//! resume).
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
+use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -19,7 +25,7 @@ pub struct Context {
     pub sessions: Store<AgentSession>,
     pub pods: Store<Pod>,
     pub blueprints: Store<AgentBlueprint>,
-    pub recorder: Recorder,
+    events: mpsc::UnboundedSender<(Event, ObjectReference)>,
     pub metrics: Metrics,
 }
 
@@ -39,8 +45,18 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let (events, mut queue) = mpsc::unbounded::<(Event, ObjectReference)>();
+        tokio::spawn(async move {
+            while let Some((event, object)) = queue.next().await {
+                if let Err(e) = recorder.publish(&event, &object).await {
+                    tracing::warn!(object = ?object.name, reason = %event.reason, error = %e,
+                        "could not record event");
+                }
+            }
+        });
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events,
             client,
             defaults,
             jobs: stores.0,
@@ -59,7 +75,8 @@ impl Context {
         self.pods.get(&ObjectRef::new(name).within(ns))
     }
 
-    /// Records an Event on `obj`. Events are for people: a failure to record one is logged, never fatal.
+    /// Records an Event on `obj` (in the background). Events are for people: a failure to record one is logged,
+    /// never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -92,8 +109,12 @@ impl Context {
             secondary: related,
         };
         self.metrics.write("events", "create");
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(object = %obj.name_any(), reason, error = %e, "could not record event");
+        if self
+            .events
+            .unbounded_send((ev, obj.object_ref(&())))
+            .is_err()
+        {
+            tracing::warn!(object = %obj.name_any(), reason, "the event task has stopped; event not recorded");
         }
     }
 }

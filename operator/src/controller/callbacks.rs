@@ -24,7 +24,7 @@
 //!   the `Stopped` callback. A callback whose parent no longer exists (or is a newer session reusing the name) is
 //!   `Dropped` with a reason by the job controller, never left waiting.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crds::contract::bound_result;
@@ -162,10 +162,18 @@ pub async fn enqueue(ctx: &Context, parent: Arc<AgentSession>) -> Result<Arc<Age
     Ok(Arc::new(written))
 }
 
-/// Step 2: marks every queued child `Enqueued`. Returns the UIDs whose children are marked (or gone).
-pub async fn mark_queued(ctx: &Context, parent: &AgentSession) -> Result<HashSet<String>> {
+/// The children of a parent's queue that are marked `Enqueued` (or gone), and the copies of those marked in this
+/// reconcile as written, fresher than the store for the steps that follow.
+#[derive(Default)]
+pub struct Marked {
+    pub uids: HashSet<String>,
+    pub written: HashMap<String, AgentJob>,
+}
+
+/// Step 2: marks every queued child `Enqueued`.
+pub async fn mark_queued(ctx: &Context, parent: &AgentSession) -> Result<Marked> {
     let ns = parent.namespace().unwrap_or_default();
-    let mut marked = HashSet::new();
+    let mut marked = Marked::default();
     for e in parent.status.iter().flat_map(|s| s.callback_queue.iter()) {
         let child = ctx
             .jobs
@@ -183,13 +191,14 @@ pub async fn mark_queued(ctx: &Context, parent: &AgentSession) -> Result<HashSet
                         parent_uid: parent.uid(),
                         delivered_by: None,
                     };
-                    write_progress(ctx, &child, progress).await?;
+                    let written = write_progress(ctx, &child, progress).await?;
+                    marked.written.insert(e.child_job_uid.clone(), written);
                 }
-                marked.insert(e.child_job_uid.clone());
+                marked.uids.insert(e.child_job_uid.clone());
             }
             // The child job is gone: nothing to mark, its entry is all that is left of it.
             _ => {
-                marked.insert(e.child_job_uid.clone());
+                marked.uids.insert(e.child_job_uid.clone());
             }
         }
     }
@@ -202,7 +211,7 @@ pub async fn deliver(
     ctx: &Context,
     parent: &AgentSession,
     status: &mut AgentSessionStatus,
-    marked: &HashSet<String>,
+    marked: &Marked,
 ) -> Result<Option<(String, Vec<QueuedCallback>)>> {
     if !crate::domain::session::can_deliver(status) {
         return Ok(None);
@@ -210,7 +219,7 @@ pub async fn deliver(
     // Only entries whose child is marked may leave; the prompt holds as many as fit its bound.
     let mut carried: Vec<QueuedCallback> = Vec::new();
     for e in status.callback_queue.iter() {
-        if !marked.contains(&e.child_job_uid) {
+        if !marked.uids.contains(&e.child_job_uid) {
             break;
         }
         carried.push(e.clone());
@@ -225,13 +234,10 @@ pub async fn deliver(
     let ns = parent.namespace().unwrap_or_default();
     let name = delivery_job_name(&parent.name_any(), &first.child_job_uid);
     let api: Api<AgentJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing = match ctx
+    // A job made before a crash is in the store, or found by the create below (AlreadyExists): no read first.
+    let existing = ctx
         .jobs
-        .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns))
-    {
-        Some(j) => Some(j),
-        None => api.get_opt(&name).await?.map(Arc::new),
-    };
+        .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns));
     let delivered: Vec<String> = match existing {
         Some(job) => delivered_uids(&job),
         None => {
@@ -346,8 +352,14 @@ fn delivery_job(
     }
 }
 
-/// Step 4: marks `Delivered` every child whose entry has left the parent's queue in a delivery job.
-pub async fn mark_delivered(ctx: &Context, parent: &AgentSession) -> Result<()> {
+/// Step 4: marks `Delivered` every child whose entry has left the parent's queue in a delivery job. Children
+/// marked `Enqueued` in this reconcile are taken as written (`fresh`): the store may not show that write yet, and a
+/// write from the older copy would only fail with Conflict.
+pub async fn mark_delivered(
+    ctx: &Context,
+    parent: &AgentSession,
+    fresh: &HashMap<String, AgentJob>,
+) -> Result<()> {
     let queued: HashSet<String> = parent
         .status
         .iter()
@@ -358,6 +370,10 @@ pub async fn mark_delivered(ctx: &Context, parent: &AgentSession) -> Result<()> 
         .jobs
         .state()
         .into_iter()
+        .map(|j| match fresh.get(&j.uid().unwrap_or_default()) {
+            Some(written) => Arc::new(written.clone()),
+            None => j,
+        })
         .filter(|j| calls_back(j, parent) && state(j) == Some(CallbackState::Enqueued))
         .collect();
     for child in children {
@@ -389,10 +405,9 @@ pub async fn write_progress(
     ctx: &Context,
     job: &AgentJob,
     progress: CallbackProgress,
-) -> Result<()> {
+) -> Result<AgentJob> {
     let api: Api<AgentJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     ctx.metrics.write("agentjobs/status", "apply");
-    apply_status(&api, job, CALLBACK_MANAGER, &json!({"callback": progress})).await?;
-    Ok(())
+    apply_status(&api, job, CALLBACK_MANAGER, &json!({"callback": progress})).await
 }

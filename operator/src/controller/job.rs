@@ -607,10 +607,11 @@ async fn follow_pod(
             next.start_time = started;
             next.completion_time = Some(finished_at.unwrap_or_else(now));
             next.exit_code = Some(0);
-            // The result the runner reported to the gateway wins; the termination message is the fallback. Read the
-            // job afresh: the gateway's write may not have reached the store yet.
-            let fresh = fresh(job, ctx).await?;
-            let reported = fresh
+            // The result the runner reported to the gateway wins; the termination message is the fallback. The write
+            // carries the resourceVersion of the job as read: if the gateway's report landed after that read, the
+            // write fails with Conflict and is decided again from a store that has it, so a report is never
+            // overwritten, and no extra read is on the path of every job's end.
+            let reported = job
                 .status
                 .as_ref()
                 .and_then(|s| s.result.as_ref())
@@ -620,7 +621,7 @@ async fn follow_pod(
                 next.result = Some(result);
                 next.result_truncated = cut.then_some(true);
             }
-            write(&fresh, ctx, next).await?;
+            write(job, ctx, next).await?;
             ctx.event(
                 job,
                 false,
@@ -648,26 +649,15 @@ async fn follow_pod(
             next.start_time = started;
             next.completion_time = Some(finished_at.unwrap_or_else(now));
             next.exit_code = exit_code;
-            let fresh = fresh(job, ctx).await?;
-            if fresh
-                .status
-                .as_ref()
-                .and_then(|s| s.error.as_ref())
-                .is_none()
-            {
+            // As for results: the runner's reported error wins, and the resourceVersion keeps a late report safe.
+            if job.status.as_ref().and_then(|s| s.error.as_ref()).is_none() {
                 next.error = Some(text.clone());
             }
-            write(&fresh, ctx, next).await?;
+            write(job, ctx, next).await?;
             ctx.event(job, true, "Failed", text).await;
             Ok(Action::await_change())
         }
     }
-}
-
-async fn fresh(job: &AgentJob, ctx: &Context) -> Result<AgentJob> {
-    let api: Api<AgentJob> =
-        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    Ok(api.get(&job.name_any()).await?)
 }
 
 fn deadline_left(job: &AgentJob, started: Option<&Time>) -> Option<Duration> {

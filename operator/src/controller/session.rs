@@ -88,7 +88,7 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
                 .await;
         }
     }
-    callbacks::mark_delivered(&ctx, &written).await?;
+    callbacks::mark_delivered(&ctx, &written, &marked.written).await?;
     Ok(Action::requeue(RESYNC))
 }
 
