@@ -21,7 +21,7 @@ async fn main() {
     if wants("lifecycle") {
         print_lifecycle(&client).await;
     }
-    if wants("callbacks") {
+    if wants("callbacks") || wants("callbacks-serial") {
         print_callbacks(&client).await;
     }
     if wants("gateway") {
@@ -89,10 +89,13 @@ async fn print_callbacks(client: &kube::Client) {
         callbacks::PARENTS
     );
     let paced = std::time::Duration::from_millis(20);
-    for (what, pace) in [
+    let paces = [
         ("one at a time", callbacks::Pace::OneAtATime),
         ("50 per second", callbacks::Pace::Every(paced)),
-    ] {
+    ];
+    // `bench callbacks-serial`: only the first (a quick look at one callback's path).
+    let serial_only = std::env::args().any(|a| a == "callbacks-serial");
+    for (what, pace) in paces.into_iter().take(if serial_only { 1 } else { 2 }) {
         let latency = callbacks::latency(client, pace).await;
         let (p50, p99) = (latency.p(50.0), latency.p(99.0));
         println!(
@@ -105,6 +108,9 @@ async fn print_callbacks(client: &kube::Client) {
         );
     }
 
+    if serial_only {
+        return;
+    }
     let fan = callbacks::fan_out(client).await;
     println!(
         "\n== fan-out: {} children of one parent finish at once ==",

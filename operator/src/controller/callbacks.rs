@@ -32,6 +32,7 @@ use crds::{
     AgentJob, AgentJobSpec, AgentSession, AgentSessionStatus, CallbackOutcome, CallbackProgress,
     CallbackState, JobPhase, JobType, MAX_PROMPT, QueuedCallback, SessionPhase, labels,
 };
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
@@ -47,6 +48,8 @@ use crate::error::Result;
 
 /// Field manager of `status.callback` on child jobs (apart from the job lifecycle's own manager).
 pub const CALLBACK_MANAGER: &str = "agent-operator-callbacks";
+/// API calls about different children of one parent made at the same time (reads before queueing, marks).
+const PARALLEL_CALLS: usize = 32;
 
 fn now() -> Time {
     Time(jiff::Timestamp::now())
@@ -129,17 +132,22 @@ pub async fn enqueue(ctx: &Context, parent: Arc<AgentSession>) -> Result<Arc<Age
     });
     let api: Api<AgentJob> =
         Api::namespaced(ctx.client.clone(), &parent.namespace().unwrap_or_default());
-    let mut entries = Vec::new();
-    for child in ready {
-        // The cache may not show a mark written a moment ago: only a fresh read can rule out a second entry.
-        let Some(fresh) = api.get_opt(&child.name_any()).await? else {
-            continue;
-        };
-        if fresh.uid() != child.uid() || settled(&fresh) || !ended(&fresh) {
-            continue;
-        }
-        entries.push(entry(&fresh));
-    }
+    // The cache may not show a mark written a moment ago: only a fresh read can rule out a second entry. The reads
+    // go out together (a parent of hundreds of children would otherwise wait for each in turn), in arrival order.
+    let fresh: Vec<Option<AgentJob>> = stream::iter(ready)
+        .map(|child| {
+            let api = api.clone();
+            async move {
+                let fresh = api.get_opt(&child.name_any()).await?;
+                Ok::<_, kube::Error>(
+                    fresh.filter(|f| f.uid() == child.uid() && !settled(f) && ended(f)),
+                )
+            }
+        })
+        .buffered(PARALLEL_CALLS)
+        .try_collect()
+        .await?;
+    let entries: Vec<QueuedCallback> = fresh.iter().flatten().map(entry).collect();
     if entries.is_empty() {
         return Ok(parent);
     }
@@ -174,34 +182,43 @@ pub struct Marked {
 pub async fn mark_queued(ctx: &Context, parent: &AgentSession) -> Result<Marked> {
     let ns = parent.namespace().unwrap_or_default();
     let mut marked = Marked::default();
+    let mut unmarked = Vec::new();
     for e in parent.status.iter().flat_map(|s| s.callback_queue.iter()) {
         let child = ctx
             .jobs
             .get(&kube::runtime::reflector::ObjectRef::new(&e.child_job).within(&ns));
-        match child {
-            Some(child) if child.uid().as_deref() == Some(e.child_job_uid.as_str()) => {
-                if state(&child) != Some(CallbackState::Enqueued) {
-                    let progress = CallbackProgress {
-                        state: CallbackState::Enqueued,
-                        reason: Some("Queued".into()),
-                        message: Some(format!(
-                            "waiting in the callback queue of session {}",
-                            parent.name_any()
-                        )),
-                        parent_uid: parent.uid(),
-                        delivered_by: None,
-                    };
-                    let written = write_progress(ctx, &child, progress).await?;
-                    marked.written.insert(e.child_job_uid.clone(), written);
-                }
-                marked.uids.insert(e.child_job_uid.clone());
-            }
-            // The child job is gone: nothing to mark, its entry is all that is left of it.
-            _ => {
-                marked.uids.insert(e.child_job_uid.clone());
-            }
+        // A child job that is gone has nothing to mark: its entry is all that is left of it.
+        if let Some(child) = child
+            && child.uid().as_deref() == Some(e.child_job_uid.as_str())
+            && state(&child) != Some(CallbackState::Enqueued)
+        {
+            unmarked.push(child);
         }
+        marked.uids.insert(e.child_job_uid.clone());
     }
+    let progress = CallbackProgress {
+        state: CallbackState::Enqueued,
+        reason: Some("Queued".into()),
+        message: Some(format!(
+            "waiting in the callback queue of session {}",
+            parent.name_any()
+        )),
+        parent_uid: parent.uid(),
+        delivered_by: None,
+    };
+    // Independent writes, all done before anything is delivered.
+    let written: Vec<AgentJob> = stream::iter(unmarked)
+        .map(|child| {
+            let progress = progress.clone();
+            async move { write_progress(ctx, &child, progress).await }
+        })
+        .buffer_unordered(PARALLEL_CALLS)
+        .try_collect()
+        .await?;
+    marked.written = written
+        .into_iter()
+        .map(|j| (j.uid().unwrap_or_default(), j))
+        .collect();
     Ok(marked)
 }
 
@@ -376,6 +393,7 @@ pub async fn mark_delivered(
         })
         .filter(|j| calls_back(j, parent) && state(j) == Some(CallbackState::Enqueued))
         .collect();
+    let mut writes = Vec::new();
     for child in children {
         let uid = child.uid().unwrap_or_default();
         if queued.contains(&uid) {
@@ -395,8 +413,13 @@ pub async fn mark_delivered(
             parent_uid: parent.uid(),
             delivered_by: Some(by.name_any()),
         };
-        write_progress(ctx, &child, progress).await?;
+        writes.push((child, progress));
     }
+    stream::iter(writes)
+        .map(|(child, progress)| async move { write_progress(ctx, &child, progress).await })
+        .buffer_unordered(PARALLEL_CALLS)
+        .try_collect::<Vec<_>>()
+        .await?;
     Ok(())
 }
 
