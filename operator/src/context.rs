@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::domain::pod::PodDefaults;
+use crate::freshness::Freshness;
 use crate::metrics::Metrics;
 
 pub const MANAGER: &str = crds::labels::MANAGER;
@@ -27,6 +28,7 @@ pub struct Context {
     pub blueprints: Store<AgentBlueprint>,
     events: mpsc::UnboundedSender<(Event, ObjectReference)>,
     pub metrics: Metrics,
+    pub freshness: Freshness,
 }
 
 impl Context {
@@ -64,11 +66,24 @@ impl Context {
             pods: stores.2,
             blueprints: stores.3,
             metrics,
+            freshness: Freshness::default(),
         }
     }
 
     pub fn session(&self, ns: &str, name: &str) -> Option<std::sync::Arc<AgentSession>> {
         self.sessions.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// Whether `obj` is a copy this process has already written over (see `freshness`).
+    pub fn is_behind<K: Resource>(&self, obj: &K) -> bool {
+        self.freshness
+            .is_behind(obj.meta().uid.as_deref(), obj.meta().resource_version.as_deref())
+    }
+
+    /// Records a successful write decided from the copy `obj`.
+    pub fn wrote<K: Resource>(&self, obj: &K) {
+        self.freshness
+            .wrote(obj.meta().uid.as_deref(), obj.meta().resource_version.as_deref())
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {

@@ -9,6 +9,7 @@ pub mod context;
 pub mod controller;
 pub mod domain;
 pub mod error;
+pub mod freshness;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -158,6 +158,7 @@ pub async fn enqueue(ctx: &Context, parent: Arc<AgentSession>) -> Result<Arc<Age
         Api::namespaced(ctx.client.clone(), &parent.namespace().unwrap_or_default());
     ctx.metrics.write("agentsessions/status", "apply");
     let written = apply_status(&sessions, parent.as_ref(), MANAGER, &next).await?;
+    ctx.wrote(parent.as_ref());
     ctx.metrics.callbacks_enqueued.inc_by(entries.len() as u64);
     for e in &entries {
         let waiting = next.callback_queue.len();
@@ -432,5 +433,7 @@ pub async fn write_progress(
     let api: Api<AgentJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     ctx.metrics.write("agentjobs/status", "apply");
-    apply_status(&api, job, CALLBACK_MANAGER, &json!({"callback": progress})).await
+    let written = apply_status(&api, job, CALLBACK_MANAGER, &json!({"callback": progress})).await?;
+    ctx.wrote(job);
+    Ok(written)
 }

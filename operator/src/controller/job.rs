@@ -52,6 +52,10 @@ fn now() -> Time {
 #[instrument(skip_all, fields(job = %job.name_any(), ns = job.namespace().unwrap_or_default()))]
 pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("agentjob");
+    if ctx.is_behind(job.as_ref()) {
+        // Our own newer write is on its way from the watch, and brings the job back here.
+        return Ok(Action::await_change());
+    }
     let job = if job.spec.callback {
         match callback_duties(job, &ctx).await? {
             Duties::Done(action) => return Ok(action),
@@ -99,7 +103,15 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
     }
 
     let pod = match ctx.pod(&ns, &job.name_any()) {
-        Some(pod) => pod,
+        Some(pod) => {
+            ctx.freshness.saw_pod(job.uid().as_deref());
+            pod
+        }
+        // Created a moment ago: its watch event brings the job back here (and a look later, should the Pod have
+        // gone before the store ever showed it).
+        None if ctx.freshness.expects_pod(job.uid().as_deref()) => {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
         None => return start_pod(&job, &session, &ctx).await,
     };
     follow_pod(&job, &session, &pod, &ctx).await
@@ -233,15 +245,18 @@ async fn set_finalizer(job: &AgentJob, ctx: &Context, present: bool) -> Result<A
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
     ctx.metrics.write("agentjobs", "patch");
-    api.patch(
-        &job.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|e| {
-        crate::error::Error::from_write(e, format!("AgentJob {} finalizers", job.name_any()))
-    })
+    let written = api
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            crate::error::Error::from_write(e, format!("AgentJob {} finalizers", job.name_any()))
+        })?;
+    ctx.wrote(job);
+    Ok(written)
 }
 
 /// A callback job deleted while it ran: its Pod is stopped and it ends as Failed with reason Stopped, which the
@@ -522,8 +537,11 @@ async fn start_pod(job: &AgentJob, session: &AgentSession, ctx: &Context) -> Res
         )
         .await
     {
-        Ok(_) => info!("created pod"),
-        Err(e) if already_exists(&e) => {}
+        Ok(_) => {
+            ctx.freshness.created_pod(job.uid().as_deref());
+            info!("created pod")
+        }
+        Err(e) if already_exists(&e) => ctx.freshness.created_pod(job.uid().as_deref()),
         Err(e) => return Err(e.into()),
     }
     // The Pod's own events bring the job back here; its status is written when the Pod has one.
@@ -798,5 +816,6 @@ pub(super) async fn write(job: &AgentJob, ctx: &Context, status: AgentJobStatus)
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     ctx.metrics.write("agentjobs/status", "apply");
     apply_status(&api, job, MANAGER, &status).await?;
+    ctx.wrote(job);
     Ok(())
 }

@@ -37,6 +37,10 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
     if session.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if ctx.is_behind(session.as_ref()) {
+        // Our own newer write is on its way from the watch, and brings the session back here.
+        return Ok(Action::await_change());
+    }
     let ns = session.namespace().expect("AgentSession is namespaced");
     // Callbacks that arrived are queued (and their children marked) before anything else is decided.
     let session = callbacks::enqueue(&ctx, session).await?;
@@ -60,6 +64,7 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         let api: Api<AgentSession> = Api::namespaced(ctx.client.clone(), &ns);
         ctx.metrics.write("agentsessions/status", "apply");
         written = Arc::new(apply_status(&api, session.as_ref(), MANAGER, &plan.status).await?);
+        ctx.wrote(session.as_ref());
         if let Some((job, carried)) = &delivery {
             let children: Vec<&str> = carried.iter().map(|e| e.child_job.as_str()).collect();
             let note = format!(
