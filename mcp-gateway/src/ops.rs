@@ -151,13 +151,9 @@ impl App {
     ) -> Result<String, ToolError> {
         let session = spec.session_name.clone();
         let callback = spec.callback;
+        // Read-your-writes on this replica: once the answer is out, status, stop and list already see the job (the
+        // stores show it until its watch event arrives).
         let job = self.create_job(ns, spec).await?;
-        // Read-your-writes on this replica: once the answer is out, status, stop and list already see the job.
-        // The watch event normally arrives within milliseconds; past the deadline the answer goes out anyway.
-        let seen = Instant::now() + Duration::from_secs(5);
-        self.stores
-            .wait_until(seen, || self.stores.job(ns, &job).map(|_| ()))
-            .await;
         if async_mode {
             return Ok(format::job_accepted(&session, &job, callback));
         }
@@ -200,7 +196,8 @@ impl App {
                 job.metadata.finalizers = Some(vec![crds::labels::CALLBACK_FINALIZER.to_string()]);
             }
             match api.create(&params, &job).await {
-                Ok(_) => {
+                Ok(created) => {
+                    self.stores.created(created);
                     tracing::info!(namespace = ns, job = %name, session = %spec.session_name,
                         r#type = spec.job_type.as_str(), parent = ?spec.parent_session_name,
                         callback = spec.callback, "created AgentJob");
@@ -394,6 +391,7 @@ impl App {
             if Some(job.spec.session_name.as_str()) == own {
                 continue;
             }
+            self.stores.deleted(ns, &job.name_any());
             match jobs.delete(&job.name_any(), &dp).await {
                 Ok(_) => deleted_jobs += 1,
                 Err(kube::Error::Api(s)) if s.is_not_found() => {}
@@ -449,6 +447,7 @@ impl App {
             if domain::job_ended(&job) {
                 continue;
             }
+            self.stores.deleted(ns, &job.name_any());
             match api
                 .delete(&job.name_any(), &DeleteParams::background())
                 .await

@@ -2,7 +2,9 @@
 //! Tools never GET per call; waits re-check the caches whenever a session or job event arrives, so a wait ends
 //! as soon as the change is seen, without polling.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use futures::StreamExt;
@@ -17,6 +19,35 @@ use tokio::time::Instant;
 
 pub type PodMeta = PartialObjectMeta<Pod>;
 
+/// How long a job created by this replica is shown before its watch event arrives (which normally takes
+/// milliseconds; the bound only matters if the event never comes, e.g. the job was deleted first).
+const CREATED_TTL: Duration = Duration::from_secs(10);
+
+/// Jobs this replica created that its job cache does not show yet, by (namespace, name): read-your-writes for the
+/// caller that made them, without waiting for the watch. An entry leaves when any watch event names the job.
+#[derive(Clone, Default)]
+struct Created(Arc<Mutex<HashMap<JobKey, CreatedJob>>>);
+
+/// (namespace, name)
+type JobKey = (String, String);
+/// The job as created, and when.
+type CreatedJob = (Arc<AgentJob>, Instant);
+
+impl Created {
+    fn live(&self) -> Vec<Arc<AgentJob>> {
+        let mut map = self.0.lock().expect("created jobs lock");
+        map.retain(|_, (_, at)| at.elapsed() < CREATED_TTL);
+        map.values().map(|(j, _)| j.clone()).collect()
+    }
+
+    fn forget(&self, ns: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("created jobs lock")
+            .remove(&(ns.to_string(), name.to_string()));
+    }
+}
+
 #[derive(Clone)]
 pub struct Stores {
     sessions: Store<AgentSession>,
@@ -27,6 +58,7 @@ pub struct Stores {
     changes: watch::Receiver<u64>,
     /// True once every cache holds a full list.
     ready: watch::Receiver<bool>,
+    created: Created,
 }
 
 impl Stores {
@@ -40,7 +72,18 @@ impl Stores {
             all.clone(),
             Some(tx.clone()),
         );
-        let jobs = reflect(Api::<AgentJob>::all(client.clone()), all.clone(), Some(tx));
+        let created = Created::default();
+        let jobs = {
+            let created = created.clone();
+            reflect_with(
+                Api::<AgentJob>::all(client.clone()),
+                all.clone(),
+                Some(tx),
+                move |job: &AgentJob| {
+                    created.forget(&job.namespace().unwrap_or_default(), &job.name_any())
+                },
+            )
+        };
         let blueprints = reflect(Api::<AgentBlueprint>::all(client.clone()), all, None);
         // Only the operator's Pods can belong to an agent, and their metadata is all the gateway needs.
         let selector = format!("{}={}", crds::labels::MANAGED_BY, crds::labels::MANAGER);
@@ -76,7 +119,38 @@ impl Stores {
             pods,
             changes,
             ready,
+            created,
         }
+    }
+
+    /// Shows `job`, just created by this replica, until the job cache has it.
+    pub fn created(&self, job: AgentJob) {
+        let key = (job.namespace().unwrap_or_default(), job.name_any());
+        if self
+            .jobs
+            .get(&ObjectRef::new(&key.1).within(&key.0))
+            .is_none()
+        {
+            self.created
+                .0
+                .lock()
+                .expect("created jobs lock")
+                .insert(key, (Arc::new(job), Instant::now()));
+        }
+    }
+
+    /// Forgets a job this replica deleted.
+    pub fn deleted(&self, ns: &str, name: &str) {
+        self.created.forget(ns, name);
+    }
+
+    /// The jobs of namespace `ns` this replica created and the cache does not show yet, matching `keep`.
+    fn created_in(&self, ns: &str, keep: impl Fn(&AgentJob) -> bool) -> Vec<Arc<AgentJob>> {
+        self.created
+            .live()
+            .into_iter()
+            .filter(|j| j.namespace().as_deref() == Some(ns) && keep(j))
+            .collect()
     }
 
     /// True once every cache holds a full list: before that, "not found" could be a lie.
@@ -103,19 +177,26 @@ impl Stores {
     }
 
     pub fn job(&self, ns: &str, name: &str) -> Option<Arc<AgentJob>> {
-        self.jobs.get(&ObjectRef::new(name).within(ns))
+        self.jobs
+            .get(&ObjectRef::new(name).within(ns))
+            .or_else(|| self.created_in(ns, |j| j.name_any() == name).pop())
     }
 
     pub fn jobs_in(&self, ns: &str) -> Vec<Arc<AgentJob>> {
-        self.jobs
-            .state_filter(|j| j.namespace().as_deref() == Some(ns))
+        let mut jobs = self
+            .jobs
+            .state_filter(|j| j.namespace().as_deref() == Some(ns));
+        jobs.extend(self.created_in(ns, |_| true));
+        jobs
     }
 
     /// The jobs whose spec.sessionName is `session`.
     pub fn jobs_of(&self, ns: &str, session: &str) -> Vec<Arc<AgentJob>> {
-        self.jobs.state_filter(|j| {
+        let mut jobs = self.jobs.state_filter(|j| {
             j.spec.session_name == session && j.namespace().as_deref() == Some(ns)
-        })
+        });
+        jobs.extend(self.created_in(ns, |j| j.spec.session_name == session));
+        jobs
     }
 
     pub fn blueprint(&self, ns: &str, name: &str) -> Option<Arc<AgentBlueprint>> {
@@ -166,12 +247,39 @@ where
         + Sync
         + 'static,
 {
+    reflect_with(api, config, notify, |_: &K| {})
+}
+
+/// A watch-fed store; `seen` is called with every object an event carries, after the store has it.
+fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    notify: Option<Arc<watch::Sender<u64>>>,
+    seen: impl Fn(&K) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store::<K>();
     let stream = watcher(api, config)
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear());
     let kind = K::kind(&()).to_string();
-    tokio::spawn(drain(kind, reflector::reflector(writer, stream), notify));
+    let stream = reflector::reflector(writer, stream).inspect(move |event| {
+        if let Ok(
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
+        ) = event
+        {
+            seen(o);
+        }
+    });
+    tokio::spawn(drain(kind, stream, notify));
     store
 }
 

@@ -76,14 +76,18 @@ impl Context {
 
     /// Whether `obj` is a copy this process has already written over (see `freshness`).
     pub fn is_behind<K: Resource>(&self, obj: &K) -> bool {
-        self.freshness
-            .is_behind(obj.meta().uid.as_deref(), obj.meta().resource_version.as_deref())
+        self.freshness.is_behind(
+            obj.meta().uid.as_deref(),
+            obj.meta().resource_version.as_deref(),
+        )
     }
 
     /// Records a successful write decided from the copy `obj`.
     pub fn wrote<K: Resource>(&self, obj: &K) {
-        self.freshness
-            .wrote(obj.meta().uid.as_deref(), obj.meta().resource_version.as_deref())
+        self.freshness.wrote(
+            obj.meta().uid.as_deref(),
+            obj.meta().resource_version.as_deref(),
+        )
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {

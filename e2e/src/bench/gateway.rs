@@ -1,7 +1,8 @@
-//! Gateway latency as MCP clients see it: 20 concurrent clients of the official MCP Python SDK
-//! (`e2e/python/bench_gateway.py`), each alternating `start_agent_session` (async) and `get_agent_session_status`,
-//! authenticated like an agent Pod (its projected token and session header), against a gateway process in token
-//! mode. Client-side times, so they include the Python client's own work: an upper bound of the gateway's.
+//! Gateway latency at 20 concurrent clients, each alternating `start_agent_session` (async) and
+//! `get_agent_session_status`, authenticated like an agent Pod (its projected token and session header), against a
+//! gateway process in token mode. Measured twice: with a lean Rust client (`mcp_load`: the gateway's own latency,
+//! plus loopback), and with the official MCP Python SDK (`e2e/python/bench_gateway.py`: what a Python agent sees,
+//! the client's own work included).
 
 use serde_json::Value;
 
@@ -13,6 +14,7 @@ pub const CLIENTS: usize = 20;
 pub const CALLS: usize = 25;
 
 pub struct Figures {
+    pub lean: super::mcp_load::Load,
     /// What bench_gateway.py printed: calls, errors, calls_per_second, and p50_ms/p99_ms per tool.
     pub report: Value,
     pub gateway_peak_rss_mib: f64,
@@ -32,6 +34,16 @@ pub async fn latency(client: &kube::Client) -> Figures {
     )
     .await;
     let token = pod_token(client, ns, &pod, crds::contract::GATEWAY_TOKEN_AUDIENCE).await;
+    let lean = super::mcp_load::run(
+        gateway.addr,
+        vec![
+            ("authorization".into(), format!("Bearer {token}")),
+            ("x-agent-session-name".into(), "orchestrator".into()),
+        ],
+        CLIENTS,
+        CALLS,
+    )
+    .await;
     let python = workspace_root().join(".local/venv/bin/python");
     assert!(
         python.exists(),
@@ -65,6 +77,7 @@ pub async fn latency(client: &kube::Client) -> Figures {
     });
     let gateway_peak_rss_mib = gateway.pid().map(super::peak_rss_mib).unwrap_or(f64::NAN);
     Figures {
+        lean,
         report,
         gateway_peak_rss_mib,
     }

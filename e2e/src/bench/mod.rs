@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod gateway;
 pub mod lifecycle;
+pub mod mcp_load;
 
 use std::time::Duration;
 

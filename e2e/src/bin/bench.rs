@@ -134,12 +134,38 @@ async fn print_callbacks(client: &kube::Client) {
 
 async fn print_gateway(client: &kube::Client) {
     let figures = gateway::latency(client).await;
+    let lean = &figures.lean;
+    let p = e2e::bench::mcp_load::Load::p;
+    println!(
+        "\n== gateway: {} concurrent clients, {} calls each of start (async) and status (lean Rust client) ==",
+        gateway::CLIENTS,
+        gateway::CALLS
+    );
+    println!(
+        "start_agent_session       p50 {:>7.2} ms  p99 {:>7.2} ms (target p99 < 50 ms: {})",
+        p(&lean.start, 50.0),
+        p(&lean.start, 99.0),
+        verdict(p(&lean.start, 99.0) < 50.0)
+    );
+    println!(
+        "get_agent_session_status  p50 {:>7.2} ms  p99 {:>7.2} ms (target p99 < 10 ms: {})",
+        p(&lean.status, 50.0),
+        p(&lean.status, 99.0),
+        verdict(p(&lean.status, 99.0) < 10.0)
+    );
+    println!(
+        "calls per second {:.0}   errors {}{}",
+        lean.calls() as f64 / lean.elapsed.as_secs_f64(),
+        lean.errors.len(),
+        lean.errors
+            .first()
+            .map(|e| format!("   first: {e}"))
+            .unwrap_or_default()
+    );
     let r = &figures.report;
     let p = |tool: &str, q: &str| r[tool][q].as_f64().unwrap_or(f64::NAN);
     println!(
-        "\n== gateway: {} concurrent MCP clients (Python SDK), {} calls each of start (async) and status ==",
-        gateway::CLIENTS,
-        gateway::CALLS
+        "\n== the same with the official MCP Python SDK (client-side times, the Python client's work included) =="
     );
     let (start99, status99) = (
         p("start_agent_session", "p99_ms"),
