@@ -29,13 +29,9 @@ struct Stack {
     _operator: Operator,
 }
 
-async fn stack(
-    client: &Client,
-    ns: &str,
-    script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
-) -> Stack {
+/// The gateway (token mode), a process node and an operator whose agent Pods use that gateway.
+async fn processes(client: &Client, ns: &str) -> (Gateway, ProcessNode, Operator) {
     install_crds(client).await;
-    let fake = FakeAnthropic::start(script).await;
     let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
     let node = ProcessNode::start(client, ns).await;
     let operator = Operator::start_with(
@@ -46,6 +42,16 @@ async fn stack(
         },
     )
     .await;
+    (gateway, node, operator)
+}
+
+async fn stack(
+    client: &Client,
+    ns: &str,
+    script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> Stack {
+    let fake = FakeAnthropic::start(script).await;
+    let (gateway, node, operator) = processes(client, ns).await;
     let blueprint = claude_blueprint(
         BLUEPRINT,
         &node,
@@ -397,17 +403,7 @@ async fn a_failing_claude_child_fails_its_job_and_calls_back_with_the_error() {
 #[tokio::test]
 async fn a_generic_agent_keeps_its_workspace_and_session_id_across_jobs() {
     with_temp_ns("real-generic", |client, ns| async move {
-        install_crds(&client).await;
-        let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
-        let node = ProcessNode::start(&client, &ns).await;
-        let _operator = Operator::start_with(
-            &ns,
-            Options {
-                mcp_url: Some(gateway.url()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let (_gateway, node, _operator) = processes(&client, &ns).await;
         // Start: remember the prompt in the workspace, answer, and name a session id. Resume: answer with what the
         // first Pod left in the workspace, the resume id, and the new prompt.
         let script = r#"prompt=$(cat)

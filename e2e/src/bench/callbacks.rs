@@ -136,18 +136,39 @@ fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<PodTimes>>, tokio::task::JoinHandle<
     (times, task)
 }
 
+/// A fresh namespace with the parents' blueprint (Pods that finish at once) and an operator for it.
+struct Bench {
+    _operator: Operator,
+    jobs: Api<AgentJob>,
+    sessions: Api<AgentSession>,
+    pods: Api<Pod>,
+}
+
+impl Bench {
+    async fn start(client: &Client, ns: &str) -> Bench {
+        fresh_namespace(client, ns).await;
+        self_finishing_blueprint(client, ns, "parent", "0s", "parent done").await;
+        Bench {
+            _operator: Operator::start(ns).await,
+            jobs: Api::namespaced(client.clone(), ns),
+            sessions: Api::namespaced(client.clone(), ns),
+            pods: Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
 pub async fn latency(client: &Client, pace: Pace) -> Latency {
     let ns = match pace {
         Pace::OneAtATime => "bench-callbacks-serial",
         Pace::Every(_) => "bench-callbacks-paced",
     };
     let starts = format!("{}=Start", labels::JOB_TYPE);
-    fresh_namespace(client, ns).await;
-    self_finishing_blueprint(client, ns, "parent", "0s", "parent done").await;
-    let _op = Operator::start(ns).await;
-    let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
-    let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let Bench {
+        _operator,
+        jobs,
+        sessions,
+        pods,
+    } = Bench::start(client, ns).await;
 
     let parents = (0..PARENTS)
         .map(|i| start_with(&format!("parent-{i}"), &format!("p-{i}"), "parent"))
@@ -210,12 +231,12 @@ pub async fn latency(client: &Client, pace: Pace) -> Latency {
 pub async fn fan_out(client: &Client) -> FanOut {
     let ns = "bench-fanout";
     let starts = format!("{}=Start", labels::JOB_TYPE);
-    fresh_namespace(client, ns).await;
-    self_finishing_blueprint(client, ns, "parent", "0s", "parent done").await;
-    let _op = Operator::start(ns).await;
-    let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
-    let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let Bench {
+        _operator,
+        jobs,
+        sessions,
+        pods,
+    } = Bench::start(client, ns).await;
 
     create_all(&jobs, vec![start_with("hub-start", "hub", "parent")]).await;
     wait_count("idle parent", || idle_sessions(&sessions), 1).await;

@@ -336,19 +336,19 @@ spec:
     labels: {team: a}
 "#;
 
+    /// The Pod of `job` on the fixture session.
+    fn pod_of(job: &AgentJob, blueprint: Option<&AgentBlueprint>) -> Pod {
+        build_pod(&PodInputs {
+            job,
+            session: &yaml::<AgentSession>(SESSION),
+            blueprint,
+            defaults: &defaults(),
+        })
+    }
+
     #[test]
     fn start_pod_carries_the_contract_env_labels_and_owner() {
-        let (job, session, bp) = (
-            job(START),
-            yaml::<AgentSession>(SESSION),
-            yaml::<AgentBlueprint>(BLUEPRINT),
-        );
-        let pod = build_pod(&PodInputs {
-            job: &job,
-            session: &session,
-            blueprint: Some(&bp),
-            defaults: &defaults(),
-        });
+        let pod = pod_of(&job(START), Some(&yaml(BLUEPRINT)));
         assert_eq!(pod.metadata.name.as_deref(), Some("j1"));
         let env = env_of(&pod);
         assert_eq!(env["AGENT_SESSION_NAME"], "s1");
@@ -382,17 +382,7 @@ spec:
 
     #[test]
     fn blueprint_env_cannot_override_the_operators_variables() {
-        let (job, session, bp) = (
-            job(START),
-            yaml::<AgentSession>(SESSION),
-            yaml::<AgentBlueprint>(BLUEPRINT),
-        );
-        let pod = build_pod(&PodInputs {
-            job: &job,
-            session: &session,
-            blueprint: Some(&bp),
-            defaults: &defaults(),
-        });
+        let pod = pod_of(&job(START), Some(&yaml(BLUEPRINT)));
         let names: Vec<_> = pod.spec.unwrap().containers[0]
             .env
             .clone()
@@ -412,16 +402,7 @@ kind: AgentJob
 metadata: {name: j2, namespace: ns, uid: u-j2}
 spec: {type: Resume, sessionName: s1, prompt: "next"}
 "#);
-        let (session, bp) = (
-            yaml::<AgentSession>(SESSION),
-            yaml::<AgentBlueprint>(BLUEPRINT),
-        );
-        let pod = build_pod(&PodInputs {
-            job: &job,
-            session: &session,
-            blueprint: Some(&bp),
-            defaults: &defaults(),
-        });
+        let pod = pod_of(&job, Some(&yaml(BLUEPRINT)));
         let env = env_of(&pod);
         assert_eq!(env["AGENT_RESUME_ID"], "claude-123");
         assert_eq!(env["AGENT_JOB_TYPE"], "Resume");
@@ -474,17 +455,7 @@ spec: {type: Resume, sessionName: s1, prompt: "next"}
 
     #[test]
     fn the_operators_variables_come_first_so_the_blueprints_can_refer_to_them() {
-        let (job, session, bp) = (
-            job(START),
-            yaml::<AgentSession>(SESSION),
-            yaml::<AgentBlueprint>(BLUEPRINT),
-        );
-        let pod = build_pod(&PodInputs {
-            job: &job,
-            session: &session,
-            blueprint: Some(&bp),
-            defaults: &defaults(),
-        });
+        let pod = pod_of(&job(START), Some(&yaml(BLUEPRINT)));
         let names: Vec<String> = pod.spec.as_ref().unwrap().containers[0]
             .env
             .iter()
@@ -512,13 +483,7 @@ spec: {type: Resume, sessionName: s1, prompt: "next"}
         let mut bp = yaml::<AgentBlueprint>(BLUEPRINT);
         bp.spec.pod_template.as_mut().unwrap().workspace =
             Some(yaml("{size: 1Gi, mountPath: /home/agent/work}"));
-        let (job, session) = (job(START), yaml::<AgentSession>(SESSION));
-        let pod = build_pod(&PodInputs {
-            job: &job,
-            session: &session,
-            blueprint: Some(&bp),
-            defaults: &defaults(),
-        });
+        let pod = pod_of(&job(START), Some(&bp));
         assert_eq!(env_of(&pod)["AGENT_WORKSPACE"], "/home/agent/work");
         let spec = pod.spec.unwrap();
         let workspace = spec
