@@ -12,7 +12,7 @@ export KUBECONFIG=$local_dir/kubeconfig
 kubectl=$local_dir/bin/kubectl
 mkdir -p "$run"
 
-"$kubectl" apply -f "$root/crds/manifests/" >/dev/null
+"$kubectl" apply --server-side --force-conflicts --field-manager=make-run -f "$root/crds/manifests/" >/dev/null
 "$kubectl" wait --for condition=established --timeout=60s crd/agentjobs.agentorchestrator.dev \
   crd/agentsessions.agentorchestrator.dev crd/agentblueprints.agentorchestrator.dev >/dev/null
 

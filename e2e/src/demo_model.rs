@@ -59,7 +59,12 @@ pub fn reply(r: &Request) -> Reply {
     let prompt = first_prompt(r);
     let wanted = children(&prompt);
     if wanted.is_empty() || !r.tool_names().iter().any(|t| t == START_TOOL) {
-        let task = prompt.lines().next().unwrap_or_default().trim();
+        let task = prompt
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('.');
         return Reply::text(format!(
             "(local stand-in model) Done: {task}. A real model would do the work here; set ANTHROPIC_API_KEY before \
              `make run` to use one."
