@@ -36,7 +36,7 @@ cluster-down: stop ## stop every process of the local control plane and remove i
 	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down --root $(LOCAL); fi
 
 .PHONY: stop
-stop: ## stop the operator and gateway started by `make run`
+stop: ## stop the operator, gateway, process node and model stand-in started by `make run`
 	@for f in $(LOCAL)/run/*.pid; do [ -f "$$f" ] || continue; kill "$$(cat $$f)" 2>/dev/null || true; rm -f "$$f"; done
 
 .PHONY: crds
@@ -130,7 +130,7 @@ test: lint unit cluster-selftest images-check chart-check ## every check and tes
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: bench
-bench: cluster-build ## benchmarks against a fresh local cluster (release operator); prints the figures
+bench: cluster-build python-env ## benchmarks (lifecycle, callbacks, gateway) on a fresh local cluster; prints figures and targets
 	cargo build --release -p agent-operator -p mcp-gateway
 	cargo build -p e2e --bin bench
 	$(MAKE) --no-print-directory cluster-down
@@ -140,6 +140,6 @@ bench: cluster-build ## benchmarks against a fresh local cluster (release operat
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: run
-run: cluster-up claude ## bring up the local control plane, install the CRDs, run operator and gateway, show what to do
+run: cluster-up claude ## local control plane, CRDs, operator, gateway, process node and model stand-in; shows what to do
 	cargo build --bins
 	scripts/run-local.sh
