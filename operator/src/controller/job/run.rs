@@ -1,0 +1,243 @@
+//! Running the job's Pod and following it to the job's end.
+
+use super::*;
+
+pub(super) async fn start_pod(
+    job: &AgentJob,
+    session: &AgentSession,
+    ctx: &Context,
+) -> Result<Action> {
+    let ns = job.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    if job
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_name.as_ref())
+        .is_some()
+    {
+        // It had a Pod. Unless the store is behind, someone deleted it: the run is lost.
+        if pods.get_opt(&job.name_any()).await?.is_none() {
+            return fail(
+                job,
+                ctx,
+                "PodDeleted",
+                "the job's Pod was deleted before it ended".into(),
+                None,
+            )
+            .await;
+        }
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if let Some(refusal) = cycle(job, ctx) {
+        return fail(job, ctx, refusal.reason, refusal.message, None).await;
+    }
+    let blueprint = match &session.spec.blueprint {
+        Some(name) => match blueprint(ctx, &ns, name).await? {
+            Some(b) => Some(b),
+            None => {
+                let message = format!(
+                    "AgentBlueprint {name} of session {} does not exist",
+                    session.name_any()
+                );
+                return fail(job, ctx, "BlueprintNotFound", message, None).await;
+            }
+        },
+        None => None,
+    };
+    let workspace = blueprint
+        .as_ref()
+        .and_then(|b| b.spec.pod_template.as_ref())
+        .and_then(|t| t.workspace.as_ref());
+    if let Some(spec) = workspace
+        && let Some(action) = crate::controller::workspace::ensure(job, session, spec, ctx).await?
+    {
+        return Ok(action);
+    }
+    let pod = build_pod(&PodInputs {
+        job,
+        session,
+        blueprint: blueprint.as_deref(),
+        defaults: &ctx.defaults,
+    });
+    ctx.metrics.write("pods", "create");
+    match pods
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &pod,
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.freshness.created_pod(job.uid().as_deref());
+            info!("created pod")
+        }
+        Err(e) if already_exists(&e) => ctx.freshness.created_pod(job.uid().as_deref()),
+        Err(e) => return Err(e.into()),
+    }
+    // The Pod's own events bring the job back here; its status is written when the Pod has one.
+    Ok(Action::await_change())
+}
+
+pub(super) async fn follow_pod(
+    job: &AgentJob,
+    session: &AgentSession,
+    pod: &Pod,
+    ctx: &Context,
+) -> Result<Action> {
+    let status = job.status.clone().unwrap_or_default();
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .or_else(|| pod.metadata.creation_timestamp.clone());
+    match observe(pod) {
+        PodOutcome::Pending => {
+            if status.phase != Some(JobPhase::Pending)
+                || status.reason.as_deref() != Some("PodStarting")
+            {
+                let mut next = lifecycle(
+                    job,
+                    &status,
+                    JobPhase::Pending,
+                    "PodStarting",
+                    "the job's Pod is starting",
+                );
+                next.pod_name = Some(pod.name_any());
+                next.session_uid = session.uid();
+                write(job, ctx, next).await?;
+            }
+            Ok(Action::await_change())
+        }
+        PodOutcome::Running => {
+            if status.phase != Some(JobPhase::Running) {
+                let mut next = lifecycle(
+                    job,
+                    &status,
+                    JobPhase::Running,
+                    "PodRunning",
+                    "the agent is running",
+                );
+                next.pod_name = Some(pod.name_any());
+                next.session_uid = session.uid();
+                next.start_time = started.clone();
+                write(job, ctx, next).await?;
+                ctx.event(
+                    job,
+                    false,
+                    "Started",
+                    format!(
+                        "Pod {} runs the agent on session {}",
+                        pod.name_any(),
+                        session.name_any()
+                    ),
+                )
+                .await;
+            }
+            match deadline_left(job, started.as_ref()) {
+                Some(left) if left.is_zero() => stop_for_deadline(job, pod, ctx).await,
+                Some(left) => Ok(Action::requeue(left)),
+                None => Ok(Action::await_change()),
+            }
+        }
+        PodOutcome::Succeeded {
+            message,
+            finished_at,
+        } => {
+            let mut next = lifecycle(
+                job,
+                &status,
+                JobPhase::Succeeded,
+                "Completed",
+                "the agent finished",
+            );
+            next.pod_name = Some(pod.name_any());
+            next.session_uid = session.uid();
+            next.start_time = started;
+            next.completion_time = Some(finished_at.unwrap_or_else(now));
+            next.exit_code = Some(0);
+            // The result the runner reported to the gateway wins; the termination message is the fallback. The write
+            // carries the resourceVersion of the job as read: if the gateway's report landed after that read, the
+            // write fails with Conflict and is decided again from a store that has it, so a report is never
+            // overwritten, and no extra read is on the path of every job's end.
+            let reported = job
+                .status
+                .as_ref()
+                .and_then(|s| s.result.as_ref())
+                .is_some();
+            if !reported && let Some(text) = message {
+                let (result, cut) = crds::contract::bound_result(&text);
+                next.result = Some(result);
+                next.result_truncated = cut.then_some(true);
+            }
+            write(job, ctx, next).await?;
+            ctx.event(
+                job,
+                false,
+                "Succeeded",
+                "the agent finished successfully".into(),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        PodOutcome::Failed {
+            exit_code,
+            reason,
+            message,
+            finished_at,
+        } => {
+            let job_reason = if reason == "DeadlineExceeded" {
+                "DeadlineExceeded"
+            } else {
+                "PodFailed"
+            };
+            let text = failure_text(exit_code, &reason, message.as_deref());
+            let mut next = lifecycle(job, &status, JobPhase::Failed, job_reason, &text);
+            next.pod_name = Some(pod.name_any());
+            next.session_uid = session.uid();
+            next.start_time = started;
+            next.completion_time = Some(finished_at.unwrap_or_else(now));
+            next.exit_code = exit_code;
+            // As for results: the runner's reported error wins, and the resourceVersion keeps a late report safe.
+            if job.status.as_ref().and_then(|s| s.error.as_ref()).is_none() {
+                next.error = Some(text.clone());
+            }
+            write(job, ctx, next).await?;
+            ctx.event(job, true, "Failed", text).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+pub(super) fn deadline_left(job: &AgentJob, started: Option<&Time>) -> Option<Duration> {
+    let timeout = job.spec.timeout_seconds?;
+    let started = started?.0;
+    let deadline = started
+        .checked_add(jiff::SignedDuration::from_secs(timeout))
+        .ok()?;
+    let left = jiff::Timestamp::now().duration_until(deadline);
+    Some(if left.is_negative() {
+        Duration::ZERO
+    } else {
+        left.unsigned_abs()
+    })
+}
+
+/// Ends a job that outran its timeoutSeconds: the status is written first, so that the Pod's disappearance is
+/// never mistaken for an external deletion, then the Pod is stopped.
+pub(super) async fn stop_for_deadline(job: &AgentJob, pod: &Pod, ctx: &Context) -> Result<Action> {
+    let message = format!(
+        "the job ran longer than its timeoutSeconds ({}s) and was stopped",
+        job.spec.timeout_seconds.unwrap_or(0)
+    );
+    fail(job, ctx, "DeadlineExceeded", message, Some(pod.name_any())).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    ctx.metrics.write("pods", "delete");
+    match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(e) if not_found(&e) => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
