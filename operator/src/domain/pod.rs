@@ -33,7 +33,9 @@ const MAX_PROMPT_ENV_BYTES: usize = 96 * 1024;
 /// Agent containers run as this user unless the image's own non-root user is set by the blueprint's security
 /// settings: the restricted Pod Security profile forbids root.
 const AGENT_UID: i64 = 65532;
-const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+/// Lifetime of the gateway token. The agent CLI reads it once, into its MCP configuration, at the start of a run, so
+/// it must outlast the longest run; it is bound to the Pod, so it stops working when the Pod is gone anyway.
+const TOKEN_EXPIRATION_SECONDS: i64 = 24 * 3600;
 
 /// Everything a job's Pod depends on.
 pub struct PodInputs<'a> {
@@ -451,6 +453,8 @@ spec: {type: Resume, sessionName: s1, prompt: "next"}
             token.audience.as_deref(),
             Some(contract::GATEWAY_TOKEN_AUDIENCE)
         );
+        // Read once per run by the agent CLI: it must outlast long runs.
+        assert_eq!(token.expiration_seconds, Some(24 * 3600));
     }
 
     #[test]
