@@ -170,7 +170,12 @@ async fn failed_and_stopped_children_call_back_with_an_error() {
             (deliveries(&jobs, "boss").await.len() == 2).then_some(())
         })
         .await;
-        let second = deliveries(&jobs, "boss").await.remove(1);
+        // Created within a second of the first, perhaps: found by name, not by position.
+        let second = deliveries(&jobs, "boss")
+            .await
+            .into_iter()
+            .find(|d| d.name_any() != first.name_any())
+            .expect("a second delivery");
         assert_eq!(delivered_jobs(&second), ["stopme"]);
         assert!(
             second.spec.prompt.contains("Error: Child session failed."),
@@ -263,7 +268,14 @@ async fn a_three_level_tree_reports_up_every_level() {
             (deliveries(&jobs, "grand").await.len() == 2).then_some(())
         })
         .await;
-        let second = deliveries(&jobs, "grand").await.remove(1);
+        // Both deliveries may carry the same creation second, so tell them apart by what they carry.
+        let to_grand = deliveries(&jobs, "grand").await;
+        let carried: Vec<Vec<String>> = to_grand.iter().map(delivered_jobs).collect();
+        assert!(carried.contains(&vec!["p".to_string()]), "{carried:?}");
+        let second = to_grand
+            .into_iter()
+            .find(|d| delivered_jobs(d) != ["p"])
+            .expect("a second delivery to grand");
         assert_eq!(delivered_jobs(&second), [middle_resume.name_any()]);
         assert!(second.spec.prompt.contains("\"middle\""));
     })
