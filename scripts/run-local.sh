@@ -80,7 +80,7 @@ Simulated agents (kwok, no processes):
   kubectl describe ags hello        # status, conditions and Events
 
 Where to look:
-  agent logs:   $local_dir/process-node/logs/NAMESPACE/POD/agent.log
+  agent logs:   kubectl logs -f POD   (or $local_dir/process-node/logs/NAMESPACE/POD/agent.log)
   processes:    $run/*.log    (operator, gateway, process node, model stand-in)
   metrics:      http://127.0.0.1:8080/metrics (operator)   http://127.0.0.1:9500/metrics (gateway)
 Stop: make stop (these processes) or make cluster-down (everything)

@@ -437,6 +437,18 @@ fi"#;
         jobs.create(&PostParams::default(), &start).await.unwrap();
         let done = wait_job(&jobs, "g-start", JobPhase::Succeeded).await;
         assert_eq!(done.status.unwrap().result.as_deref(), Some("started: remember the milk"));
+        // The agent's log reaches `kubectl logs` through the API server, as from a kubelet.
+        let logs = std::process::Command::new(e2e::local_bin("kubectl"))
+            .args(["logs", "-n", &ns, "g-start", "-c", "agent", "--kubeconfig"])
+            .arg(e2e::kubeconfig_path())
+            .output()
+            .expect("kubectl logs");
+        let text = String::from_utf8_lossy(&logs.stdout);
+        assert!(
+            logs.status.success() && text.contains("running the agent") && text.contains("result reported"),
+            "kubectl logs: {text}{}",
+            String::from_utf8_lossy(&logs.stderr)
+        );
 
         let resume = job("g-resume", json!({"type": "Resume", "sessionName": "notes", "prompt": "what was it?"}));
         jobs.create(&PostParams::default(), &resume).await.unwrap();

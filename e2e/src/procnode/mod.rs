@@ -9,9 +9,11 @@
 //! Pods with SIGTERM then SIGKILL. What it does not: images (a container's command runs from the node's PATH; an
 //! image without a command maps to a configured entrypoint), isolation (processes run as the node's user, in-
 //! container paths are translated to local folders in environment values, arguments and the working folder),
-//! restarts, probes, and refreshing projected tokens. Logs are files: `ROOT/logs/NAMESPACE/POD/CONTAINER.log`.
+//! restarts, probes, and refreshing projected tokens. Logs are files, `ROOT/logs/NAMESPACE/POD/CONTAINER.log`,
+//! also served to `kubectl logs` (see `logs`).
 
 pub mod container;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod status;
@@ -72,13 +74,24 @@ pub async fn run(client: Client, mut config: Config) -> Result<()> {
     // Absolute and without `..`: the API server refuses such hostPath volumes, and processes change folders.
     config.root = config.root.canonicalize()?;
     let config = Arc::new(config);
-    node::register(&client, &config.node).await?;
+    // `kubectl logs` through the API server; without it the log files are still there.
+    let logs_port = match logs::serve(config.root.clone()).await {
+        Ok(port) => Some(port),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "no log endpoint: kubectl logs will not reach this node"
+            );
+            None
+        }
+    };
+    node::register(&client, &config.node, logs_port).await?;
     storage::ensure_class(&client, config.default_storage_class).await?;
     let volumes = config.root.join("volumes");
     std::fs::create_dir_all(&volumes)?;
     tracing::info!(node = %config.node, root = %config.root.display(), "process node ready");
     tokio::select! {
-        _ = node::heartbeat(client.clone(), config.node.clone()) => Ok(()),
+        _ = node::heartbeat(client.clone(), config.node.clone(), logs_port) => Ok(()),
         r = pods::run(client.clone(), config.clone()) => r,
         r = storage::provision(client.clone(), volumes) => r,
         r = storage::reclaim(client.clone()) => r,

@@ -53,7 +53,7 @@ pub fn node(name: &str) -> Node {
     .expect("a valid Node")
 }
 
-fn status() -> serde_json::Value {
+fn status(logs_port: Option<u16>) -> serde_json::Value {
     let t = now();
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({"type": kind, "status": status, "reason": reason, "message": message,
@@ -74,6 +74,7 @@ fn status() -> serde_json::Value {
                 condition("PIDPressure", "False", "NoPressure", "not measured"),
             ],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "localhost"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": logs_port.unwrap_or(0)}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "local processes",
                 "containerRuntimeVersion": "process://0", "kubeletVersion": "v0.0.0-process-node",
@@ -84,7 +85,7 @@ fn status() -> serde_json::Value {
 }
 
 /// Registers the Node (or takes over the one registered before) and reports it Ready.
-pub async fn register(client: &Client, name: &str) -> Result<()> {
+pub async fn register(client: &Client, name: &str, logs_port: Option<u16>) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let desired = node(name);
     match api.create(&PostParams::default(), &desired).await {
@@ -97,15 +98,15 @@ pub async fn register(client: &Client, name: &str) -> Result<()> {
         }
         Err(e) => return Err(e).context("register the Node"),
     }
-    report_ready(client, name).await
+    report_ready(client, name, logs_port).await
 }
 
-async fn report_ready(client: &Client, name: &str) -> Result<()> {
+async fn report_ready(client: &Client, name: &str, logs_port: Option<u16>) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     api.patch_status(
         name,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(status()),
+        &Patch::Apply(status(logs_port)),
     )
     .await
     .context("Node status")?;
@@ -135,7 +136,7 @@ async fn renew(client: &Client, name: &str) -> Result<()> {
 }
 
 /// Keeps the Node alive: Lease every 10 s, Ready heartbeat every minute. Errors are logged and retried.
-pub async fn heartbeat(client: Client, name: String) {
+pub async fn heartbeat(client: Client, name: String, logs_port: Option<u16>) {
     let mut since_status = Duration::ZERO;
     loop {
         if let Err(e) = renew(&client, &name).await {
@@ -143,7 +144,7 @@ pub async fn heartbeat(client: Client, name: String) {
         }
         if since_status >= STATUS_EVERY {
             since_status = Duration::ZERO;
-            if let Err(e) = report_ready(&client, &name).await {
+            if let Err(e) = report_ready(&client, &name, logs_port).await {
                 tracing::warn!(error = format!("{e:#}"), "node status");
             }
         }

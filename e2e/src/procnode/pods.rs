@@ -413,6 +413,8 @@ async fn wait(mut s: Started) -> Ended {
             String::from_utf8_lossy(tail).into_owned()
         });
     }
+    // Tells `kubectl logs -f` that nothing more will come.
+    let _ = std::fs::write(super::logs::ended_marker(&s.prepared.log), b"");
     Ended {
         name: s.prepared.name.clone(),
         exit_code,
