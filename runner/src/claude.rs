@@ -1,7 +1,7 @@
 //! Claude Code as the agent: its command line (start or resume, MCP configuration, system prompt, tool
 //! permissions) and what its `--output-format stream-json` output says (session id, final text, error).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -44,6 +44,40 @@ pub fn args(
     }
     args.extend(extra.iter().cloned());
     args
+}
+
+/// Claude Code keeps a conversation under its home, in a folder named after the working folder it ran in
+/// (`~/.claude/projects/<cwd with every other character than a letter or digit made '-'>/<id>.jsonl`), and
+/// `--resume` only looks in the current one. A job that resumes in another folder than the session's earlier jobs
+/// (another projectDir) gets a copy of the conversation there. Returns where it was copied from, if it was.
+pub fn adopt_conversation(
+    home: &Path,
+    work_dir: &Path,
+    id: &str,
+) -> std::io::Result<Option<PathBuf>> {
+    let projects = home.join(".claude").join("projects");
+    let folder: String = work_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let file = format!("{id}.jsonl");
+    let wanted = projects.join(folder).join(&file);
+    if wanted.exists() {
+        return Ok(None);
+    }
+    let Ok(entries) = std::fs::read_dir(&projects) else {
+        return Ok(None);
+    };
+    for entry in entries.flatten() {
+        let candidate = entry.path().join(&file);
+        if candidate.is_file() {
+            std::fs::create_dir_all(wanted.parent().expect("has a parent"))?;
+            std::fs::copy(&candidate, &wanted)?;
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
 }
 
 /// What the stream has said so far.
@@ -155,6 +189,33 @@ mod tests {
             work_dir: PathBuf::from("/ws"),
             termination_log: PathBuf::from("/dev/termination-log"),
         }
+    }
+
+    #[test]
+    fn a_conversation_follows_the_session_into_another_folder() {
+        let home = std::env::temp_dir().join(format!("runner-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let first = home.join(".claude/projects/-workspace");
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::write(first.join("sid-1.jsonl"), "{}\n").unwrap();
+        // Same folder: nothing to do.
+        assert_eq!(
+            adopt_conversation(&home, Path::new("/workspace"), "sid-1").unwrap(),
+            None
+        );
+        // Another folder: the conversation is copied where Claude Code will look.
+        let from = adopt_conversation(&home, Path::new("/workspace/repo_2.x"), "sid-1").unwrap();
+        assert_eq!(from, Some(first.clone()));
+        assert!(
+            home.join(".claude/projects/-workspace-repo-2-x/sid-1.jsonl")
+                .is_file()
+        );
+        // Unknown conversation: nothing found, nothing made.
+        assert_eq!(
+            adopt_conversation(&home, Path::new("/elsewhere"), "sid-9").unwrap(),
+            None
+        );
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     #[test]

@@ -154,6 +154,17 @@ async fn run_claude(inv: &Invocation, claude_bin: &str, extra: &[String]) -> Out
             None,
         );
     }
+    if let (JobType::Resume, Some(id)) = (inv.job_type, &inv.resume_id) {
+        match claude::adopt_conversation(&inv.home(), &inv.work_dir, id) {
+            Ok(Some(from)) => {
+                tracing::info!(from = %from.display(), "the conversation continues in this job's folder")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot carry the conversation into this job's folder")
+            }
+        }
+    }
     let mut cmd = agent_command(inv, claude_bin);
     cmd.args(claude::args(inv, &config_path, &config.servers, extra));
     let mut transcript = claude::Transcript::default();
