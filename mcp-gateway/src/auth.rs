@@ -115,6 +115,9 @@ pub struct Authenticator {
     client: Client,
     stores: Stores,
     verdicts: Mutex<HashMap<String, Verdict>>,
+    /// One TokenReview at a time per token: concurrent first calls of one agent wait for its verdict instead of
+    /// each asking the API server.
+    reviewing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Authenticator {
@@ -130,6 +133,7 @@ impl Authenticator {
             client,
             stores,
             verdicts: Mutex::new(HashMap::new()),
+            reviewing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,15 +168,38 @@ impl Authenticator {
         }
     }
 
+    fn cached(&self, token: &str) -> Option<Result<BoundPod, Refusal>> {
+        match self.verdicts.lock().expect("verdict cache lock").get(token) {
+            Some((expires, verdict)) if *expires > Instant::now() => Some(verdict.clone()),
+            _ => None,
+        }
+    }
+
     /// TokenReview with the gateway's audience, its verdict cached by token.
     async fn review(&self, token: &str) -> Result<BoundPod, Refusal> {
-        let now = Instant::now();
-        if let Some((expires, verdict)) =
-            self.verdicts.lock().expect("verdict cache lock").get(token)
-            && *expires > now
-        {
-            return verdict.clone();
+        if let Some(verdict) = self.cached(token) {
+            return verdict;
         }
+        let turn = self
+            .reviewing
+            .lock()
+            .expect("review lock")
+            .entry(token.to_string())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        // Whoever went first may have the verdict by now.
+        if let Some(verdict) = self.cached(token) {
+            self.reviewing.lock().expect("review lock").remove(token);
+            return verdict;
+        }
+        let verdict = self.ask(token).await;
+        self.reviewing.lock().expect("review lock").remove(token);
+        verdict
+    }
+
+    async fn ask(&self, token: &str) -> Result<BoundPod, Refusal> {
+        let now = Instant::now();
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_string(),
