@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -225,23 +224,12 @@ pub async fn plain_pod(
         .unwrap_or_else(|e| panic!("create Pod {name}: {e}"))
 }
 
-/// A ServiceAccount token bound to `pod`, for `audience` (the projected token of an agent Pod, as TokenRequest).
-pub async fn pod_token(client: &Client, ns: &str, pod: &Pod, audience: &str) -> String {
-    let request: TokenRequest = serde_json::from_value(json!({
-        "spec": {
-            "audiences": [audience],
-            "expirationSeconds": 600,
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod.uid()}
-        }
-    }))
-    .expect("valid TokenRequest");
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &request)
+/// A ServiceAccount token bound to `pod`, for `audience` (the projected token of an agent Pod, as TokenRequest),
+/// valid for 10 minutes.
+pub async fn pod_token(client: &Client, pod: &Pod, audience: &str) -> String {
+    crate::procnode::volumes::bound_token(client, pod, Some(audience.into()), Some(600))
         .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("token issued")
+        .unwrap_or_else(|e| panic!("TokenRequest: {e:#}"))
 }
 
 /// Ends a job as an operator would. Without an operator the test plays it: the status is written with

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::procnode::{NODE_LABEL, STORAGE_CLASS, TAINT_KEY};
+use crate::procnode::STORAGE_CLASS;
 use crate::{kubeconfig_path, local_bin, wait_for, workspace_root};
 
 /// The Claude Code CLI installed by `make claude`.
@@ -95,21 +95,16 @@ impl ProcessNode {
 
     /// The nodeSelector and tolerations of Pods that must run on this node.
     pub fn scheduling(&self) -> (Value, Value) {
-        (
-            json!({ NODE_LABEL: "true", "kubernetes.io/hostname": self.name }),
-            json!([{ "key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule" }]),
-        )
+        let (mut selector, tolerations) = crate::procnode::scheduling();
+        selector["kubernetes.io/hostname"] = self.name.clone().into();
+        (selector, tolerations)
     }
 
     /// The log of a Pod's container.
     pub fn log(&self, ns: &str, pod: &str, container: &str) -> String {
-        std::fs::read_to_string(
-            self.root
-                .join("logs")
-                .join(ns)
-                .join(pod)
-                .join(format!("{container}.log")),
-        )
+        std::fs::read_to_string(crate::procnode::logs::log_file(
+            &self.root, ns, pod, container,
+        ))
         .unwrap_or_default()
     }
 }

@@ -2,7 +2,8 @@
 //! README tells a newcomer to apply works.
 
 use e2e::agents::install_crds;
-use e2e::{kubeconfig_path, local_bin, with_temp_ns, workspace_root};
+use e2e::chart::kubectl;
+use e2e::{with_temp_ns, workspace_root};
 
 #[tokio::test]
 async fn every_example_passes_admission() {
@@ -17,19 +18,9 @@ async fn every_example_passes_admission() {
         files.sort();
         assert!(files.len() >= 5, "examples/ holds {files:?}");
         for file in files {
-            let out = std::process::Command::new(local_bin("kubectl"))
-                .args(["apply", "--dry-run=server", "-n", &ns, "-f"])
-                .arg(&file)
-                .arg("--kubeconfig")
-                .arg(kubeconfig_path())
-                .output()
-                .expect("run kubectl");
-            assert!(
-                out.status.success(),
-                "{} is refused:\n{}",
-                file.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let path = file.to_string_lossy();
+            let out = kubectl(&["apply", "--dry-run=server", "-n", &ns, "-f", &path], None).await;
+            assert!(out.ok, "{} is refused:\n{}", file.display(), out.stderr);
         }
     })
     .await;

@@ -41,7 +41,7 @@ async fn agent(client: &Client, ns: &str, session: &str) -> String {
         Some(&format!("{session}-job")),
     )
     .await;
-    pod_token(client, ns, &pod, AUDIENCE).await
+    pod_token(client, &pod, AUDIENCE).await
 }
 
 async fn gateway(client: &Client, ns: &str, extra: &[&str]) -> Gateway {
@@ -226,7 +226,7 @@ async fn refused_callers_create_nothing() {
             .get("session-a-pod")
             .await
             .unwrap();
-        let foreign = pod_token(&client, &ns, &pod_a, "some-other-service").await;
+        let foreign = pod_token(&client, &pod_a, "some-other-service").await;
         let err = McpClient::new(gw.url()).bearer(&foreign).run(start()).await;
         assert!(
             err.expect_err("a foreign audience is refused")
@@ -251,7 +251,7 @@ async fn refused_callers_create_nothing() {
         // A token whose Pod is gone: the API server invalidates Pod-bound tokens with their Pod. (An expired token
         // cannot be made here: TokenRequest issues tokens for at least 10 minutes.)
         let doomed = agent_pod(&client, &ns, "doomed", "session-a", None).await;
-        let doomed_token = pod_token(&client, &ns, &doomed, AUDIENCE).await;
+        let doomed_token = pod_token(&client, &doomed, AUDIENCE).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         pods.delete(
             "doomed",
@@ -274,7 +274,7 @@ async fn refused_callers_create_nothing() {
 
         // A token of a Pod that is not an agent's.
         let stranger = plain_pod(&client, &ns, "stranger", Default::default()).await;
-        let stranger_token = pod_token(&client, &ns, &stranger, AUDIENCE).await;
+        let stranger_token = pod_token(&client, &stranger, AUDIENCE).await;
         let err = McpClient::new(gw.url())
             .bearer(&stranger_token)
             .run(start())
@@ -462,7 +462,7 @@ async fn status_waits_for_the_end_and_result_returns_the_reported_text() {
 
         // The runner reports: only the job's own Pod may, within the size limit.
         let runner = agent_pod(&client, &ns, "worker-runner", "worker", Some(&job)).await;
-        let runner_token = pod_token(&client, &ns, &runner, AUDIENCE).await;
+        let runner_token = pod_token(&client, &runner, AUDIENCE).await;
         let body =
             json!({"result": "the answer is 42", "agentSessionId": "cli-session-1"}).to_string();
         let (code, text) = report(&gw, &ns, &job, &lead, body.as_bytes()).await;
@@ -578,7 +578,7 @@ async fn sync_mode_waits_for_the_job_and_returns_its_result() {
             Some(&job.name_any()),
         )
         .await;
-        let runner_token = pod_token(&client, &ns, &runner, AUDIENCE).await;
+        let runner_token = pod_token(&client, &runner, AUDIENCE).await;
         let (code, text) = report(
             &gw,
             &ns,

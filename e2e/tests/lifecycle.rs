@@ -35,18 +35,13 @@ fn kubectl(ns: &str, args: &[&str]) -> String {
 /// What `kubectl describe KIND NAME` shows once it mentions every one of `reasons` (Events are recorded in the
 /// background, a moment after the change they describe).
 async fn described_with(ns: &str, kind: &str, name: &str, reasons: &[&str]) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    // On failure the namespace's Events are printed by with_temp_ns.
+    let what = format!("kubectl describe {kind} {name} to show all of {reasons:?}");
+    eventually(&what, Duration::from_secs(20), || async {
         let text = kubectl(ns, &["describe", kind, name]);
-        if reasons.iter().all(|r| text.contains(r)) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "kubectl describe {kind} {name} does not show all of {reasons:?}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        reasons.iter().all(|r| text.contains(r)).then_some(text)
+    })
+    .await
 }
 
 #[tokio::test]

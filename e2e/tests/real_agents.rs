@@ -438,16 +438,12 @@ fi"#;
         let done = wait_job(&jobs, "g-start", JobPhase::Succeeded).await;
         assert_eq!(done.status.unwrap().result.as_deref(), Some("started: remember the milk"));
         // The agent's log reaches `kubectl logs` through the API server, as from a kubelet.
-        let logs = std::process::Command::new(e2e::local_bin("kubectl"))
-            .args(["logs", "-n", &ns, "g-start", "-c", "agent", "--kubeconfig"])
-            .arg(e2e::kubeconfig_path())
-            .output()
-            .expect("kubectl logs");
-        let text = String::from_utf8_lossy(&logs.stdout);
+        let logs = e2e::chart::kubectl(&["logs", "-n", &ns, "g-start", "-c", "agent"], None).await;
         assert!(
-            logs.status.success() && text.contains("running the agent") && text.contains("result reported"),
-            "kubectl logs: {text}{}",
-            String::from_utf8_lossy(&logs.stderr)
+            logs.ok && logs.stdout.contains("running the agent") && logs.stdout.contains("result reported"),
+            "kubectl logs: {}{}",
+            logs.stdout,
+            logs.stderr
         );
 
         let resume = job("g-resume", json!({"type": "Resume", "sessionName": "notes", "prompt": "what was it?"}));

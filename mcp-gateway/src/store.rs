@@ -71,11 +71,12 @@ impl Stores {
             Api::<AgentSession>::all(client.clone()),
             all.clone(),
             Some(tx.clone()),
+            |_| {},
         );
         let created = Created::default();
         let jobs = {
             let created = created.clone();
-            reflect_with(
+            reflect(
                 Api::<AgentJob>::all(client.clone()),
                 all.clone(),
                 Some(tx),
@@ -84,13 +85,19 @@ impl Stores {
                 },
             )
         };
-        let blueprints = reflect(Api::<AgentBlueprint>::all(client.clone()), all, None);
+        let blueprints = reflect(
+            Api::<AgentBlueprint>::all(client.clone()),
+            all,
+            None,
+            |_| {},
+        );
         // Only the operator's Pods can belong to an agent, and their metadata is all the gateway needs.
         let selector = format!("{}={}", crds::labels::MANAGED_BY, crds::labels::MANAGER);
         let pods = reflect(
             Api::<PodMeta>::all(client),
             watcher::Config::default().labels(&selector),
             None,
+            |_| {},
         );
 
         let (ready_tx, ready) = watch::channel(false);
@@ -233,25 +240,8 @@ impl Stores {
     }
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    notify: Option<Arc<watch::Sender<u64>>>,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    reflect_with(api, config, notify, |_: &K| {})
-}
-
 /// A watch-fed store; `seen` is called with every object an event carries, after the store has it.
-fn reflect_with<K>(
+fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     notify: Option<Arc<watch::Sender<u64>>>,

@@ -92,8 +92,10 @@ async fn idle_sessions(api: &Api<AgentSession>) -> usize {
         .unwrap_or(0)
 }
 
-async fn running_pods(api: &Api<Pod>, selector: &str) -> usize {
-    api.list(&ListParams::default().labels(selector))
+/// The Pods of Start jobs that are running (the children, once their parents have finished).
+async fn running_starts(api: &Api<Pod>) -> usize {
+    let selector = format!("{}=Start", labels::JOB_TYPE);
+    api.list(&ListParams::default().labels(&selector))
         .await
         .map(|l| {
             l.items
@@ -162,7 +164,6 @@ pub async fn latency(client: &Client, pace: Pace) -> Latency {
         Pace::OneAtATime => "bench-callbacks-serial",
         Pace::Every(_) => "bench-callbacks-paced",
     };
-    let starts = format!("{}=Start", labels::JOB_TYPE);
     let Bench {
         _operator,
         jobs,
@@ -187,7 +188,7 @@ pub async fn latency(client: &Client, pace: Pace) -> Latency {
         })
         .collect();
     create_all(&jobs, children).await;
-    wait_count("running children", || running_pods(&pods, &starts), PARENTS).await;
+    wait_count("running children", || running_starts(&pods), PARENTS).await;
 
     let (times, watch) = watch_pods(pods.clone());
     for i in 0..PARENTS {
@@ -230,7 +231,6 @@ pub async fn latency(client: &Client, pace: Pace) -> Latency {
 
 pub async fn fan_out(client: &Client) -> FanOut {
     let ns = "bench-fanout";
-    let starts = format!("{}=Start", labels::JOB_TYPE);
     let Bench {
         _operator,
         jobs,
@@ -244,7 +244,7 @@ pub async fn fan_out(client: &Client) -> FanOut {
         .map(|i| child(&format!("leaf-{i}"), &format!("leaf-{i}"), "hub", None))
         .collect();
     create_all(&jobs, children).await;
-    wait_count("running children", || running_pods(&pods, &starts), FAN_OUT).await;
+    wait_count("running children", || running_starts(&pods), FAN_OUT).await;
 
     let (times, watch) = watch_pods(pods.clone());
     let delivered: Arc<Mutex<(HashSet<String>, Option<Instant>)>> = Default::default();

@@ -33,7 +33,7 @@ pub async fn latency(client: &kube::Client) -> Figures {
         Some("orchestrator-job"),
     )
     .await;
-    let token = pod_token(client, ns, &pod, crds::contract::GATEWAY_TOKEN_AUDIENCE).await;
+    let token = pod_token(client, &pod, crds::contract::GATEWAY_TOKEN_AUDIENCE).await;
     let lean = super::mcp_load::run(
         gateway.addr,
         vec![

@@ -21,7 +21,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// Where a container's log is, and the marker written when it has ended (so `follow` knows when to stop).
+/// Where a container's output goes (`ROOT/logs/NAMESPACE/POD/CONTAINER.log`), and the marker written when it has
+/// ended (so `follow` knows when to stop).
 pub fn log_file(root: &Path, ns: &str, pod: &str, container: &str) -> PathBuf {
     root.join("logs")
         .join(ns)

@@ -170,14 +170,6 @@ pub fn pod_dir(root: &Path, pod: &Pod) -> PathBuf {
     ))
 }
 
-/// Where a container's output goes: `ROOT/logs/NAMESPACE/POD/CONTAINER.log`.
-pub fn log_path(root: &Path, pod: &Pod, container: &str) -> PathBuf {
-    root.join("logs")
-        .join(pod.namespace().unwrap_or_default())
-        .join(pod.name_any())
-        .join(format!("{container}.log"))
-}
-
 /// One container, ready to start.
 struct Prepared {
     name: String,
@@ -239,7 +231,12 @@ async fn prepare(
         None => dir.join("root"),
     };
     std::fs::create_dir_all(&work_dir).with_context(|| format!("create {}", work_dir.display()))?;
-    let log = log_path(&config.root, pod, &container.name);
+    let log = super::logs::log_file(
+        &config.root,
+        &pod.namespace().unwrap_or_default(),
+        &pod.name_any(),
+        &container.name,
+    );
     std::fs::create_dir_all(log.parent().expect("has a parent"))?;
     Ok(Prepared {
         name: container.name.clone(),
@@ -380,12 +377,12 @@ fn start(p: Prepared) -> Result<Started> {
     })
 }
 
-fn signal_group(child: &tokio::process::Child, signal: i32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on a process group we created, with a valid signal number.
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), signal);
-        }
+/// Sends `signal` to the process group led by `pid` (one of ours). A group that is gone makes kill(2) fail with
+/// ESRCH, harmlessly.
+fn signal_group(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a process group we created, with a valid signal number.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
     }
 }
 
@@ -500,7 +497,9 @@ async fn run_pod(
             }
             Err(e) => {
                 for s in &started {
-                    signal_group(&s.child, libc::SIGKILL);
+                    if let Some(pid) = s.child.id() {
+                        signal_group(pid, libc::SIGKILL);
+                    }
                 }
                 let body = status::not_started(
                     &containers,
@@ -569,21 +568,15 @@ async fn run_pod(
 
 /// SIGTERM to every container's process group, then SIGKILL after `grace` seconds to those still there.
 fn stop_groups(pids: &[Option<u32>], grace: i64) {
-    for pid in pids.iter().flatten() {
-        // SAFETY: as in signal_group.
-        unsafe {
-            libc::kill(-(*pid as libc::pid_t), libc::SIGTERM);
-        }
-    }
     let pids: Vec<u32> = pids.iter().flatten().copied().collect();
+    for pid in &pids {
+        signal_group(*pid, libc::SIGTERM);
+    }
     let grace = Duration::from_secs(grace.max(0) as u64);
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
         for pid in pids {
-            // SAFETY: as above; a group that is gone makes kill fail harmlessly with ESRCH.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
+            signal_group(pid, libc::SIGKILL);
         }
     });
 }

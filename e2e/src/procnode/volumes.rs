@@ -55,7 +55,7 @@ async fn prepare_one(client: &Client, pod: &Pod, v: &Volume, dir: &Path) -> Resu
         for source in p.sources.iter().flatten() {
             if let Some(t) = &source.service_account_token {
                 let audience = t.audience.clone();
-                let token = token(client, pod, audience, t.expiration_seconds).await?;
+                let token = bound_token(client, pod, audience, t.expiration_seconds).await?;
                 write(&dir.join(&t.path), token.as_bytes())?;
             }
             if let Some(d) = &source.downward_api {
@@ -171,7 +171,7 @@ async fn secret(
 }
 
 /// A ServiceAccount token for the Pod, bound to it (TokenReview then names the Pod), as the kubelet asks for one.
-async fn token(
+pub async fn bound_token(
     client: &Client,
     pod: &Pod,
     audience: Option<String>,
