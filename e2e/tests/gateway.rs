@@ -267,10 +267,8 @@ async fn refused_callers_create_nothing() {
             .bearer(&doomed_token)
             .run(start())
             .await;
-        assert!(
-            err.expect_err("a deleted Pod's token is refused")
-                .contains("Refused")
-        );
+        let err = err.expect_err("a deleted Pod's token is refused");
+        assert!(err.contains("Refused"), "{err}");
 
         // A token of a Pod that is not an agent's.
         let stranger = plain_pod(&client, &ns, "stranger", Default::default()).await;
