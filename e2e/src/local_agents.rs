@@ -46,6 +46,11 @@ pub struct ProcessNode {
 impl ProcessNode {
     /// Starts a process node named after the test namespace and waits until its Node is Ready.
     pub async fn start(client: &Client, ns: &str) -> ProcessNode {
+        Self::start_with(client, ns, &[]).await
+    }
+
+    /// Starts one with extra flags (for example `--default-storage-class`).
+    pub async fn start_with(client: &Client, ns: &str, flags: &[&str]) -> ProcessNode {
         let name = format!("proc-{ns}");
         let root = workspace_root()
             .join("target/e2e-logs/process-nodes")
@@ -61,6 +66,7 @@ impl ProcessNode {
         let child = Command::new(target_bin("process-node"))
             .args(["--node", &name, "--root"])
             .arg(&root)
+            .args(flags)
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
             .env("PATH", path)

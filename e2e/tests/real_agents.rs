@@ -31,9 +31,18 @@ struct Stack {
 
 /// The gateway (token mode), a process node and an operator whose agent Pods use that gateway.
 async fn processes(client: &Client, ns: &str) -> (Gateway, ProcessNode, Operator) {
+    processes_with(client, ns, &[]).await
+}
+
+/// The same, with extra flags of the process node.
+async fn processes_with(
+    client: &Client,
+    ns: &str,
+    node_flags: &[&str],
+) -> (Gateway, ProcessNode, Operator) {
     install_crds(client).await;
     let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
-    let node = ProcessNode::start(client, ns).await;
+    let node = ProcessNode::start_with(client, ns, node_flags).await;
     let operator = Operator::start_with(
         ns,
         Options {
@@ -466,6 +475,93 @@ fi"#;
             c.is_none_or(|c| c.metadata.deletion_timestamp.is_some())
         })
         .await;
+    })
+    .await;
+}
+
+/// The README's example as `make run` sets it up: examples/local-claude-blueprint.yaml and examples/tree-job.yaml
+/// applied as they are, the model behind the Secret and ConfigMap "anthropic" being the demo model of
+/// `fake-anthropic`, the session claims on the default StorageClass (the process node's). The planner's Claude Code
+/// starts both children through the gateway, and their callbacks resume it until it has heard from both.
+#[tokio::test]
+async fn the_readme_example_runs_a_two_level_tree() {
+    with_temp_ns("real-example", |client, ns| async move {
+        let fake = FakeAnthropic::start(e2e::demo_model::reply).await;
+        let (_gateway, _node, _operator) =
+            processes_with(&client, &ns, &["--default-storage-class"]).await;
+        let base_url = format!("--from-literal=base-url=http://{}", fake.addr);
+        for args in [
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "anthropic",
+                "--from-literal=api-key=sk-test",
+                "-n",
+                &ns,
+            ],
+            vec!["create", "configmap", "anthropic", &base_url, "-n", &ns],
+        ] {
+            let out = e2e::chart::kubectl(&args, None).await;
+            assert!(out.ok, "kubectl {args:?}: {}", out.stderr);
+        }
+        let examples = e2e::workspace_root().join("examples");
+        for file in ["local-claude-blueprint.yaml", "tree-job.yaml"] {
+            let path = examples.join(file).to_string_lossy().into_owned();
+            let out = e2e::chart::kubectl(&["apply", "-n", &ns, "-f", &path], None).await;
+            assert!(out.ok, "apply {file}: {}", out.stderr);
+        }
+
+        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
+        let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
+        let children = ["haiku-writer", "limerick-writer"];
+        e2e::eventually(
+            "both children called back and the planner idle",
+            TIMEOUT,
+            || {
+                let (jobs, sessions) = (jobs.clone(), sessions.clone());
+                async move {
+                    let all = jobs.list(&Default::default()).await.ok()?.items;
+                    let delivered = children.iter().all(|c| {
+                        all.iter().any(|j| {
+                            j.spec.session_name == *c
+                                && j.spec.parent_session_name.as_deref() == Some("planner")
+                                && j.status
+                                    .as_ref()
+                                    .and_then(|s| s.callback.as_ref())
+                                    .map(|cb| cb.state)
+                                    == Some(CallbackState::Delivered)
+                        })
+                    });
+                    let planner = sessions.get_opt("planner").await.ok()??.status?;
+                    let idle = planner.phase == Some(SessionPhase::Idle)
+                        && planner.callback_queue.is_empty();
+                    (delivered && idle).then_some(())
+                }
+            },
+        )
+        .await;
+        // The children ran the demo model's answers; the planner's last turn summarised what it was sent back.
+        let planner = sessions.get("planner").await.unwrap().status.unwrap();
+        let result = planner.result.unwrap_or_default();
+        assert!(result.contains("My children reported back"), "{result}");
+        let carried: Vec<String> = deliveries(&jobs, "planner")
+            .await
+            .iter()
+            .flat_map(e2e::agents::delivered_jobs)
+            .collect();
+        assert_eq!(carried.len(), 2, "each child delivered once: {carried:?}");
+        for child in children {
+            assert!(
+                carried.iter().any(|j| j.starts_with(child)),
+                "{child} in {carried:?}"
+            );
+        }
+        let requests = fake.requests();
+        assert!(requests.iter().any(|r| {
+            r.last_user_text()
+                .contains("child agent session \"haiku-writer\"")
+        }));
     })
     .await;
 }

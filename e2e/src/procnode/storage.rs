@@ -15,16 +15,15 @@ use serde_json::json;
 
 use super::{PROVISIONER, STORAGE_CLASS};
 
-/// Creates or updates the StorageClass; `default` makes it the cluster's default class.
+/// Creates or updates the StorageClass; `default` makes it the cluster's default class. The default mark has a
+/// field manager of its own, so that a process node started without `default` (several run at once in tests)
+/// leaves another's mark in place.
 pub async fn ensure_class(client: &Client, default: bool) -> Result<()> {
     let api: Api<StorageClass> = Api::all(client.clone());
     let class = json!({
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
-        "metadata": {
-            "name": STORAGE_CLASS,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": default.to_string()},
-        },
+        "metadata": {"name": STORAGE_CLASS},
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",
@@ -36,6 +35,24 @@ pub async fn ensure_class(client: &Client, default: bool) -> Result<()> {
     )
     .await
     .context("StorageClass")?;
+    if default {
+        let mark = json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": PROVISIONER,
+        });
+        api.patch(
+            STORAGE_CLASS,
+            &PatchParams::apply("process-node-default").force(),
+            &Patch::Apply(mark),
+        )
+        .await
+        .context("default StorageClass")?;
+    }
     Ok(())
 }
 
