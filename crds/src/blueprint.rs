@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
+
+use crate::governance::{Scope, TreeLimits};
 use serde::{Deserialize, Serialize};
 
 /// An agent configuration template: the system prompt, the MCP servers the agent may use and the Pod its jobs run
@@ -58,6 +60,16 @@ pub struct AgentBlueprintSpec {
     /// The Pod every job of a session with this blueprint runs in. Fields left out take the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplate>,
+
+    /// Limits on the tree below each session of this blueprint, enforced by the gateway (a tool error naming the
+    /// limit) and the operator (the job fails with reason TreeLimitExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TreeLimits>,
+
+    /// What this blueprint's agents may reach through the gateway: `Tree` (default: their own session and its
+    /// descendants) or `Namespace` (any session of the namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// One MCP server: `http` (url, headers) or `stdio` (command, args, env).

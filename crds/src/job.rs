@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::governance::{Budget, ParentClosePolicy, Usage};
 use crate::schema;
 
 /// One unit of work on an AgentSession: `Start` creates the session and runs its first prompt; `Resume` continues
@@ -39,6 +40,10 @@ use crate::schema;
     validation = Rule::new("has(self.parentSessionName) == has(oldSelf.parentSessionName) && (!has(self.parentSessionName) || self.parentSessionName == oldSelf.parentSessionName)").message("parentSessionName is immutable"),
     validation = Rule::new("self.callback == oldSelf.callback").message("callback is immutable"),
     validation = Rule::new("has(self.projectDir) == has(oldSelf.projectDir) && (!has(self.projectDir) || self.projectDir == oldSelf.projectDir)").message("projectDir is immutable"),
+    validation = Rule::new("self.type == 'Start' || !has(self.parentClosePolicy)").message("parentClosePolicy may only be set on Start jobs: it is recorded on the session the Start job creates"),
+    validation = Rule::new("self.type == 'Start' || !has(self.budget)").message("budget may only be set on Start jobs: it is recorded on the session the Start job creates"),
+    validation = Rule::new("has(self.parentClosePolicy) == has(oldSelf.parentClosePolicy) && (!has(self.parentClosePolicy) || self.parentClosePolicy == oldSelf.parentClosePolicy)").message("parentClosePolicy is immutable"),
+    validation = Rule::new("has(self.budget) == has(oldSelf.budget) && (!has(self.budget) || self.budget == oldSelf.budget)").message("budget is immutable: it is recorded on the session when the job starts"),
 )]
 pub struct AgentJobSpec {
     /// What the job does: `Start` creates the session named by sessionName and runs the prompt as its first turn;
@@ -84,6 +89,30 @@ pub struct AgentJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2592000))]
     pub timeout_seconds: Option<i64>,
+
+    /// Seconds after the job ends (Succeeded or Failed) when the job and its Pod are deleted; the session keeps the
+    /// result and its jobCount. A job whose callback is not settled yet is kept until it is. Without it the
+    /// operator's default applies (none unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub ttl_seconds_after_finished: Option<i64>,
+
+    /// How many times a run that failed for a cause the agent did not make (Pod evicted or lost with its node,
+    /// container never started, the model API overloaded or rate-limited: the runner exits with 75) is retried,
+    /// with exponential backoff. Default 3; 0 never retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub backoff_limit: Option<i32>,
+
+    /// What happens to the session's descendants when it closes (Start jobs only, recorded on the session):
+    /// `Terminate` (default) stops them when the session is stopped and deletes them with it; `Abandon` leaves
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_close_policy: Option<ParentClosePolicy>,
+
+    /// What the tree below this session may spend (Start jobs only, recorded on the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// What a job does to its session.
@@ -163,6 +192,14 @@ pub struct AgentJobStatus {
     /// Progress of this job's callback to its parent session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackProgress>,
+
+    /// Tokens and cost of this job's runs (retries included), as the agent runner reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+
+    /// Runs made for this job, retries included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
 }
 
 /// Lifecycle phase of an AgentJob.

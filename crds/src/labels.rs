@@ -9,6 +9,9 @@ pub const JOB: &str = "agentorchestrator.dev/job";
 pub const JOB_TYPE: &str = "agentorchestrator.dev/job-type";
 /// On AgentJobs the operator creates to deliver callbacks: `"true"`.
 pub const CALLBACK_DELIVERY: &str = "agentorchestrator.dev/callback-delivery";
+/// On AgentSessions and AgentJobs: the name of the root session of their tree, so
+/// `kubectl get agj,ags -l agentorchestrator.dev/tree=ROOT` lists one tree.
+pub const TREE: &str = "agentorchestrator.dev/tree";
 /// Identifies objects managed by the operator (the recommended `app.kubernetes.io/managed-by` label).
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "agent-operator";

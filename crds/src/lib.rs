@@ -5,6 +5,7 @@
 
 pub mod blueprint;
 pub mod contract;
+pub mod governance;
 pub mod job;
 pub mod labels;
 mod schema;
@@ -13,6 +14,7 @@ pub mod session;
 pub use blueprint::{
     AgentBlueprint, AgentBlueprintSpec, McpServer, McpTransport, PodTemplate, WorkspaceSpec,
 };
+pub use governance::{Budget, ParentClosePolicy, Scope, TreeLimits, Usage};
 pub use job::{
     AgentJob, AgentJobSpec, AgentJobStatus, CallbackProgress, CallbackState, JobPhase, JobType,
 };

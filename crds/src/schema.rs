@@ -40,3 +40,13 @@ pub fn conditions(g: &mut SchemaGenerator) -> Schema {
     );
     s
 }
+
+/// A non-negative decimal string such as "2.50": money as text, so no float rounding reaches the API.
+pub fn optional_decimal(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "maxLength": 32,
+        "pattern": "^[0-9]+(\\.[0-9]+)?$",
+    })
+}

@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::governance::{Budget, ParentClosePolicy, Usage};
 use crate::schema;
 
 /// A long-lived agent conversation. Created by its first Start AgentJob (or directly); every later AgentJob on it
@@ -22,6 +23,7 @@ use crate::schema;
     printcolumn(name = "Parent", type_ = "string", json_path = ".status.parentSessionName"),
     printcolumn(name = "Queue", type_ = "integer", json_path = ".status.callbackQueueLength"),
     printcolumn(name = "Jobs", type_ = "integer", json_path = ".status.jobCount"),
+    printcolumn(name = "Cost", type_ = "string", json_path = ".status.treeUsage.costUSD"),
     printcolumn(name = "Current", type_ = "string", json_path = ".status.currentJob", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 60 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("AgentSession names are DNS-1123 labels of at most 60 characters"),
@@ -31,6 +33,7 @@ use crate::schema;
     validation = Rule::new("has(self.blueprint) == has(oldSelf.blueprint) && (!has(self.blueprint) || self.blueprint == oldSelf.blueprint)").message("blueprint is immutable"),
     validation = Rule::new("has(self.parentSessionName) == has(oldSelf.parentSessionName) && (!has(self.parentSessionName) || self.parentSessionName == oldSelf.parentSessionName)").message("parentSessionName is immutable: it records the first parent; status.parentSessionName is the current one"),
     validation = Rule::new("has(self.projectDir) == has(oldSelf.projectDir) && (!has(self.projectDir) || self.projectDir == oldSelf.projectDir)").message("projectDir is immutable"),
+    validation = Rule::new("has(self.parentClosePolicy) == has(oldSelf.parentClosePolicy) && (!has(self.parentClosePolicy) || self.parentClosePolicy == oldSelf.parentClosePolicy)").message("parentClosePolicy is immutable"),
 )]
 pub struct AgentSessionSpec {
     /// The AgentBlueprint every job of this session runs with. Without it the operator's default Pod template is
@@ -48,6 +51,15 @@ pub struct AgentSessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub project_dir: Option<String>,
+
+    /// What happens to this session's descendants when it closes: `Terminate` (default) stops its running
+    /// descendants when it is stopped and deletes them with it; `Abandon` leaves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_close_policy: Option<ParentClosePolicy>,
+
+    /// What the tree below this session (itself included) may spend, from its Start job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// The observed state of an AgentSession.
@@ -108,6 +120,18 @@ pub struct AgentSessionStatus {
     /// Number of entries in callbackQueue (for `kubectl get`).
     #[serde(default)]
     pub callback_queue_length: i64,
+
+    /// Tokens and cost of this session's own jobs, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+
+    /// Tokens and cost of this session and every session below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_usage: Option<Usage>,
+
+    /// Levels above this session in its tree: 0 for a root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i32>,
 }
 
 /// Lifecycle phase of an AgentSession.

@@ -129,6 +129,10 @@ pub mod fixtures {
                 callback: false,
                 project_dir: None,
                 timeout_seconds: None,
+                ttl_seconds_after_finished: None,
+                backoff_limit: None,
+                parent_close_policy: None,
+                budget: None,
             },
         );
         j.metadata.namespace = Some("ns".into());

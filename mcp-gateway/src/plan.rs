@@ -47,6 +47,10 @@ pub fn job_spec(
         callback,
         project_dir: project_dir.map(str::to_string),
         timeout_seconds: None,
+        ttl_seconds_after_finished: None,
+        backoff_limit: None,
+        parent_close_policy: None,
+        budget: None,
     })
 }
 

@@ -365,6 +365,10 @@ fn delivery_job(
             callback,
             project_dir: None,
             timeout_seconds: None,
+            ttl_seconds_after_finished: None,
+            backoff_limit: None,
+            parent_close_policy: None,
+            budget: None,
         },
         status: None,
     }

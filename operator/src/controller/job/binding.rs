@@ -90,6 +90,8 @@ pub(super) async fn start_session(
             blueprint: job.spec.blueprint.clone(),
             parent_session_name: job.spec.parent_session_name.clone(),
             project_dir: job.spec.project_dir.clone(),
+            parent_close_policy: job.spec.parent_close_policy,
+            budget: job.spec.budget.clone(),
         },
         status: None,
     };
