@@ -1,14 +1,18 @@
 //! The operator survives being killed, and of two replicas only the leader writes.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crds::{AgentJob, AgentSession, JobPhase};
+use crds::{AgentJob, AgentSession, JobPhase, labels};
 use e2e::agents::*;
 use e2e::operator::{Operator, Options};
 use e2e::{eventually, with_temp_ns};
+use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 #[tokio::test]
@@ -20,6 +24,32 @@ async fn killing_the_operator_mid_batch_leaves_every_job_with_exactly_one_pod() 
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         const N: usize = 50;
+
+        // Every Pod UID seen per job, for the whole test: a Pod deleted and created again (the agent run twice)
+        // leaves one Pod at the end, but two UIDs here. A watch error fails the test rather than hiding Pods.
+        let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+        let watch_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let watch = {
+            let (pods, seen, watch_error) = (pods.clone(), seen.clone(), watch_error.clone());
+            tokio::spawn(async move {
+                let mut stream = watcher(pods, watcher::Config::default())
+                    .applied_objects()
+                    .boxed();
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(pod) => {
+                            let job = pod.labels().get(labels::JOB).cloned().unwrap_or_default();
+                            let uid = pod.metadata.uid.clone().unwrap_or_default();
+                            seen.lock().unwrap().entry(job).or_default().insert(uid);
+                        }
+                        Err(e) => {
+                            *watch_error.lock().unwrap() = Some(e.to_string());
+                            return;
+                        }
+                    }
+                }
+            })
+        };
 
         let batch: Vec<AgentJob> = (0..N)
             .map(|i| start_with(&format!("job-{i}"), &format!("s-{i}"), "auto"))
@@ -69,8 +99,29 @@ async fn killing_the_operator_mid_batch_leaves_every_job_with_exactly_one_pod() 
             );
             assert_eq!(job.status.as_ref().unwrap().result.as_deref(), Some("done"));
         }
+        watch.abort();
+        if let Some(e) = watch_error.lock().unwrap().clone() {
+            panic!("the Pod watch failed, so Pods may have gone unseen: {e}");
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen.len(),
+            N,
+            "Pods seen for {} jobs, expected {N}: {seen:?}",
+            seen.len()
+        );
+        for (job, uids) in &seen {
+            assert_eq!(
+                uids.len(),
+                1,
+                "job {job} had {} Pods over the test (its agent ran more than once)",
+                uids.len()
+            );
+        }
         let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
-        for s in sessions.list(&ListParams::default()).await.unwrap().items {
+        let all_sessions = sessions.list(&ListParams::default()).await.unwrap().items;
+        assert_eq!(all_sessions.len(), N, "one session per Start job");
+        for s in all_sessions {
             eventually(
                 &format!("session {} settled", s.name_any()),
                 Duration::from_secs(30),
