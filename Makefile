@@ -40,8 +40,8 @@ stop: ## stop the operator, gateway, process node and model stand-in started by 
 	@for f in $(LOCAL)/run/*.pid; do [ -f "$$f" ] || continue; kill "$$(cat $$f)" 2>/dev/null || true; rm -f "$$f"; done
 
 .PHONY: crds
-crds: ## regenerate crds/manifests/ from the API types
-	cargo run -q -p crds --bin crdgen -- crds/manifests
+crds: ## regenerate crds/manifests/ and docs/api.md from the API types
+	cargo run -q -p crds --bin crdgen -- crds/manifests docs/api.md
 
 .PHONY: lint
 lint: ## formatting and lints (Rust and Go)

@@ -1,13 +1,15 @@
 //! API types of Agent Orchestrator for Kubernetes: group `agentorchestrator.dev`, version `v1alpha1`.
 //!
 //! These types are the single source of truth for the CRDs: `crdgen` renders them to `crds/manifests/`, and a test
-//! fails when the committed YAML differs from what the types generate.
+//! fails when the committed YAML differs from what the types generate. `reference` renders the same schemas as the
+//! API reference, `docs/api.md`, checked the same way.
 
 pub mod blueprint;
 pub mod contract;
 pub mod governance;
 pub mod job;
 pub mod labels;
+pub mod reference;
 mod schema;
 pub mod session;
 
