@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use crate::domain::pod::PodDefaults;
 use crate::freshness::Freshness;
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 
 pub const MANAGER: &str = crds::labels::MANAGER;
 
@@ -29,6 +30,8 @@ pub struct Context {
     events: mpsc::UnboundedSender<(Event, ObjectReference)>,
     pub metrics: Metrics,
     pub freshness: Freshness,
+    /// Failures in a row per object, for the retry backoff (see `retry`).
+    pub backoff: Backoff,
 }
 
 impl Context {
@@ -67,6 +70,7 @@ impl Context {
             blueprints: stores.3,
             metrics,
             freshness: Freshness::default(),
+            backoff: Backoff::default(),
         }
     }
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
+use crate::retry::{self, Class};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or failed a call.
@@ -42,16 +44,95 @@ impl Error {
         }
     }
 
-    /// How soon to try again: conflicts at once (the watch has or will have the newer object), throttling and
-    /// server trouble with backoff, anything else slowly. Invalid input never reaches here: it fails the job.
+    /// A refusal the API server will give again to the same request (bad request, forbidden, invalid): retrying
+    /// it soon only loads the server. The job reconciler fails the job with the server's message instead.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422))
+    }
+
+    /// The API server's message of a refusal, for a reason shown to people.
+    pub fn api_message(&self) -> Option<&str> {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => Some(s.message.as_str()),
+            _ => None,
+        }
+    }
+
+    /// What kind of failure this is, for the retry policy.
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Conflict(_) => Class::Conflict,
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Class::Conflict,
+            Error::Kube(kube::Error::Api(s)) if s.code == 429 => Class::Throttled {
+                retry_after: s
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|&secs| secs > 0)
+                    .map(|secs| Duration::from_secs(secs.into())),
+            },
+            e if e.is_permanent() => Class::Permanent,
+            Error::Kube(_) => Class::Transient,
+            Error::Serde(_) => Class::Serde,
+        }
+    }
+
+    /// How soon to try again after `attempt` earlier failures in a row of the same object: conflicts at once
+    /// (the watch has or will have the newer object), throttling as the server asks (or with a longer backoff),
+    /// other trouble exponentially from 500 ms to 5 min with jitter, permanent refusals only after a long while.
     pub fn retry(&self, attempt: u32) -> Action {
-        let base = match self {
-            Error::Conflict(_) => Duration::from_millis(50),
-            Error::Kube(kube::Error::Api(s)) if s.code == 429 => Duration::from_secs(1),
-            Error::Kube(_) => Duration::from_millis(500),
-            Error::Serde(_) => Duration::from_secs(30),
-        };
-        let backoff = base.saturating_mul(1 << attempt.min(6));
-        Action::requeue(backoff.min(Duration::from_secs(60)))
+        Action::requeue(retry::delay(self.class(), attempt, retry::jitter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, retry_after: Option<u32>) -> Error {
+        let mut s = kube::core::Status::failure("refused", "Reason");
+        s.code = code;
+        if let Some(secs) = retry_after {
+            s.details = Some(kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: vec![],
+                retry_after_seconds: secs,
+            });
+        }
+        Error::Kube(kube::Error::Api(s.boxed()))
+    }
+
+    #[test]
+    fn classes() {
+        for code in [400, 403, 422] {
+            assert!(api(code, None).is_permanent(), "{code}");
+            assert_eq!(api(code, None).class(), Class::Permanent);
+        }
+        for code in [404, 409, 429, 500, 503] {
+            assert!(!api(code, None).is_permanent(), "{code}");
+        }
+        assert_eq!(api(409, None).class(), Class::Conflict);
+        assert_eq!(Error::Conflict("x".into()).class(), Class::Conflict);
+        assert_eq!(api(500, None).class(), Class::Transient);
+        assert_eq!(
+            api(429, None).class(),
+            Class::Throttled { retry_after: None }
+        );
+        assert_eq!(
+            api(429, Some(3)).class(),
+            Class::Throttled {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(api(422, None).api_message(), Some("refused"));
+    }
+
+    #[test]
+    fn a_429_waits_at_least_its_retry_after() {
+        let d = retry::delay(api(429, Some(4)).class(), 0, retry::jitter());
+        assert!(d >= Duration::from_secs(4));
     }
 }

@@ -13,3 +13,4 @@ pub mod freshness;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod retry;

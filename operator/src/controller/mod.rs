@@ -64,13 +64,53 @@ where
     (store, changes)
 }
 
-fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
-    move |_obj, err, ctx| {
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    move |obj, err, ctx| {
         ctx.metrics.error(controller, err.metric_label());
-        if !matches!(err, Error::Conflict(_)) {
-            tracing::warn!(controller, error = %err, "reconcile failed");
+        let (ns, name) = (
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default(),
+        );
+        let attempt = ctx.backoff.failed(controller, ns, name);
+        let action = err.retry(attempt);
+        if err.is_permanent() {
+            tracing::warn!(controller, namespace = ns, name, error = %err,
+                "the API server refused for good; not retrying soon");
+        } else if !matches!(err, Error::Conflict(_)) {
+            tracing::warn!(controller, namespace = ns, name, attempt, error = %err, "reconcile failed");
         }
-        err.retry(0)
+        action
+    }
+}
+
+/// Wraps a reconciler so that a success clears the object's failure count (its next failure backs off from the
+/// first delay again).
+fn resetting<K, F, Fut>(
+    controller: &'static str,
+    reconcile: F,
+) -> impl Fn(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |obj, ctx| {
+        let fut = reconcile(obj.clone(), ctx.clone());
+        async move {
+            let result = fut.await;
+            if result.is_ok() {
+                ctx.backoff.succeeded(
+                    controller,
+                    obj.meta().namespace.as_deref().unwrap_or_default(),
+                    obj.meta().name.as_deref().unwrap_or_default(),
+                );
+            }
+            result
+        }
+        .boxed()
     }
 }
 
@@ -165,7 +205,11 @@ pub async fn run(
             synced.await;
             Controller::for_stream(stream::pending(), jobs)
                 .reconcile_on(job_rx)
-                .run(job::reconcile, error_policy("agentjob"), ctx)
+                .run(
+                    resetting("agentjob", job::reconcile),
+                    error_policy("agentjob"),
+                    ctx,
+                )
                 .for_each(|_| future::ready(()))
                 .await
         }
@@ -176,7 +220,11 @@ pub async fn run(
             synced.await;
             Controller::for_stream(stream::pending(), sessions)
                 .reconcile_on(session_rx)
-                .run(session::reconcile, error_policy("agentsession"), ctx)
+                .run(
+                    resetting("agentsession", session::reconcile),
+                    error_policy("agentsession"),
+                    ctx,
+                )
                 .for_each(|_| future::ready(()))
                 .await
         }
@@ -207,6 +255,17 @@ async fn phase_gauges(ctx: Arc<Context>) {
                 .map(|p| p.as_str())
                 .unwrap_or("Unknown");
             *counts.entry(phase).or_default() += 1;
+        }
+        // Failure counts of objects deleted since are dropped here, so the map stays bounded.
+        if !ctx.backoff.is_empty() {
+            ctx.backoff.retain(|kind, ns, name| {
+                let (ns, name) = (ns.to_string(), name.to_string());
+                match kind {
+                    "agentjob" => ctx.jobs.get(&ObjectRef::new(&name).within(&ns)).is_some(),
+                    "agentsession" => ctx.session(&ns, &name).is_some(),
+                    _ => true,
+                }
+            });
         }
         for phase in ["Unknown", "Pending", "Running", "Succeeded", "Failed"] {
             let n = counts.get(phase).copied().unwrap_or(0);
