@@ -154,4 +154,17 @@ mod tests {
         assert!(o.0.len() <= STDOUT_KEPT_BYTES);
         assert!(o.0.ends_with(&format!("{line}\n")));
     }
+
+    #[test]
+    fn output_is_cut_on_a_char_boundary() {
+        // 4-byte chars plus the newline: the cut point (len - kept) is 1 past a char start.
+        let mut o = Output::default();
+        let line = "😀".repeat(STDOUT_KEPT_BYTES / 4 + 10);
+        let cut = line.len() + 1 - STDOUT_KEPT_BYTES;
+        assert!(!line.is_char_boundary(cut), "fixture must cut mid-char");
+        o.push(&line);
+        assert_eq!(o.0.len(), STDOUT_KEPT_BYTES - 3);
+        assert!(o.0.starts_with('😀'));
+        assert!(o.0.ends_with("😀\n"));
+    }
 }

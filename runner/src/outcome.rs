@@ -121,10 +121,16 @@ mod tests {
     fn termination_messages_fit_kubernetes() {
         let short = Outcome::failed(Exit::Code(2), "boom".into(), None);
         assert_eq!(short.termination_message(), "boom");
-        let long = Outcome::succeeded("ü".repeat(5000), None);
+        // One ASCII byte, then 4-byte chars: the cut point falls inside a char.
+        let text = format!("a{}", "😀".repeat(5000));
+        let allowed = MAX_TERMINATION_MESSAGE_BYTES - CUT_MARKER.len();
+        assert!(!text.is_char_boundary(allowed), "fixture must cut mid-char");
+        let long = Outcome::succeeded(text.clone(), None);
         let message = long.termination_message();
+        let body = 1 + 4 * ((allowed - 1) / 4);
+        assert!(body > allowed - 4 && body < allowed);
+        assert_eq!(message, format!("{}{CUT_MARKER}", &text[..body]));
         assert!(message.len() <= MAX_TERMINATION_MESSAGE_BYTES);
-        assert!(message.ends_with(CUT_MARKER));
-        assert!(message.starts_with("üü"));
+        assert!(message.len() > MAX_TERMINATION_MESSAGE_BYTES - 4);
     }
 }

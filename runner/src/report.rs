@@ -221,10 +221,14 @@ mod tests {
             ..quick()
         };
         let outcome = Outcome::succeeded("x".into(), None);
-        assert!(matches!(
-            to_gateway(&url, None, &outcome, &retry).await,
-            Reported::GaveUp(_)
-        ));
+        // Generous bound (budget + several seconds): the point is that it gives up rather than hangs.
+        let reported = tokio::time::timeout(
+            retry.budget + Duration::from_secs(10),
+            to_gateway(&url, None, &outcome, &retry),
+        )
+        .await
+        .expect("still retrying well past the budget");
+        assert!(matches!(reported, Reported::GaveUp(_)));
     }
 
     #[test]
@@ -234,5 +238,15 @@ mod tests {
             body(&outcome)["result"].as_str().unwrap().len(),
             MAX_REPORT_RESULT_BYTES
         );
+        // One ASCII byte, then 4-byte chars: the cut point falls inside a char.
+        let text = format!("a{}", "😀".repeat(MAX_REPORT_RESULT_BYTES / 2));
+        assert!(
+            !text.is_char_boundary(MAX_REPORT_RESULT_BYTES),
+            "fixture must cut mid-char"
+        );
+        let outcome = Outcome::succeeded(text.clone(), None);
+        let kept = 1 + 4 * ((MAX_REPORT_RESULT_BYTES - 1) / 4);
+        assert!(kept > MAX_REPORT_RESULT_BYTES - 4 && kept < MAX_REPORT_RESULT_BYTES);
+        assert_eq!(body(&outcome)["result"].as_str().unwrap(), &text[..kept]);
     }
 }
