@@ -93,11 +93,16 @@ mod tests {
 
     #[test]
     fn long_results_are_cut_on_a_char_boundary_and_marked() {
-        let long = "é".repeat(MAX_RESULT_BYTES);
+        // One ASCII byte, then 4-byte chars: the cut point falls inside a char.
+        let long = format!("a{}", "😀".repeat(MAX_RESULT_BYTES));
+        let allowed = MAX_RESULT_BYTES - TRUNCATION_MARKER.len();
+        assert!(!long.is_char_boundary(allowed), "fixture must cut mid-char");
         let (kept, cut) = bound_result(&long);
         assert!(cut);
+        let body = 1 + 4 * ((allowed - 1) / 4);
+        assert!(body > allowed - 4 && body < allowed);
+        assert_eq!(kept, format!("{}{TRUNCATION_MARKER}", &long[..body]));
         assert!(kept.len() <= MAX_RESULT_BYTES);
-        assert!(kept.ends_with(TRUNCATION_MARKER));
-        assert!(kept.starts_with("éé"));
+        assert!(kept.len() > MAX_RESULT_BYTES - 4);
     }
 }
