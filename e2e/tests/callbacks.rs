@@ -1,5 +1,5 @@
 //! Callbacks: a child started with `callback: true` resumes its parent with its result, exactly once, whatever
-//! happens in between (DESIGN.md section 4, "Callback").
+//! happens in between (the callback rules of docs/architecture.md).
 
 use std::time::Duration;
 

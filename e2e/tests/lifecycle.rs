@@ -1,6 +1,5 @@
 //! The operator's job and session lifecycle, with the operator running as a real process against the local
-//! control plane (DESIGN.md section 4, issue "API types, generated CRDs, and the operator's job and session
-//! lifecycle").
+//! control plane (the job and session state machines of docs/architecture.md).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Flags of the `mcp-gateway` binary (DESIGN.md section 8), each also settable by environment variable.
+//! Flags of the `mcp-gateway` binary, each also settable by environment variable.
 
 use std::net::SocketAddr;
 

@@ -1,4 +1,4 @@
-//! What the operator gives an agent Pod (DESIGN.md section 4): the `AGENT_*` environment and the files beside it
+//! What the operator gives an agent Pod (see docs/architecture.md): the `AGENT_*` environment and the files beside it
 //! (prompt, system prompt, the blueprint's MCP servers). Read through a lookup function so that the parsing is
 //! tested without touching the process environment.
 
