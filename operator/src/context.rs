@@ -32,6 +32,7 @@ pub struct Context {
     pub freshness: Freshness,
     /// Failures in a row per object, for the retry backoff (see `retry`).
     pub backoff: Backoff,
+    events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Context {
@@ -52,7 +53,7 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         let (events, mut queue) = mpsc::unbounded::<(Event, ObjectReference)>();
-        tokio::spawn(async move {
+        let events_task = tokio::spawn(async move {
             while let Some((event, object)) = queue.next().await {
                 if let Err(e) = recorder.publish(&event, &object).await {
                     tracing::warn!(object = ?object.name, reason = %event.reason, error = %e,
@@ -71,6 +72,23 @@ impl Context {
             metrics,
             freshness: Freshness::default(),
             backoff: Backoff::default(),
+            events_task: std::sync::Mutex::new(Some(events_task)),
+        }
+    }
+
+    /// Stops taking Events and waits (at most `limit`) until those recorded so far are published: at shutdown,
+    /// after the controllers have stopped.
+    pub async fn flush_events(&self, limit: std::time::Duration) {
+        self.events.close_channel();
+        let task = self
+            .events_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task
+            && tokio::time::timeout(limit, task).await.is_err()
+        {
+            tracing::warn!("events still unpublished at shutdown; dropped");
         }
     }
 

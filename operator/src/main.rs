@@ -4,14 +4,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use agent_operator::config::Config;
+use agent_operator::controller;
 use agent_operator::domain::pod::PodDefaults;
 use agent_operator::http::{Health, serve};
 use agent_operator::metrics::Metrics;
-use agent_operator::{controller, leader};
 use clap::Parser;
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
+use kube_lease_manager::LeaseManagerBuilder;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -53,11 +56,45 @@ async fn main() -> anyhow::Result<()> {
     };
     let namespace = config.namespace.clone();
 
+    // SIGTERM (what the kubelet sends; the operator is PID 1 in its image, so nothing handles it by default) and
+    // SIGINT both start a graceful stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+            _ = int.recv() => tracing::info!("SIGINT; stopping"),
+        }
+        let _ = stop_tx.send(true);
+    });
+    let stopping = {
+        let rx = stop_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }
+    };
+
     let run = async {
         if !config.leader_election {
             ready.store(true, Ordering::Relaxed);
             metrics.leader.set(1);
-            controller::run(client.clone(), namespace, defaults, metrics.clone()).await;
+            controller::run_until(
+                client.clone(),
+                namespace,
+                defaults,
+                metrics.clone(),
+                stopping(),
+            )
+            .await;
             return Ok::<_, anyhow::Error>(());
         }
         let lease_ns = config
@@ -65,32 +102,90 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
         let identity = config.identity.clone().unwrap_or_else(default_identity);
-        let mut leadership = leader::elect(
-            client.clone(),
-            &lease_ns,
-            &config.lease_name,
-            &identity,
-            config.lease_duration_seconds,
-        )
-        .await?;
+        let duration = config.lease_duration_seconds;
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&lease_ns)
+            .with_identity(&identity)
+            .with_duration(duration)
+            .with_grace((duration / 3).max(1))
+            .build()
+            .await?;
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%identity, lease = %config.lease_name, "waiting for leadership");
-        leadership.acquired().await;
-        tracing::info!(%identity, "became leader; starting controllers");
-        metrics.leader.set(1);
-        tokio::select! {
-            _ = controller::run(client.clone(), namespace, defaults, metrics.clone()) => Ok(()),
-            _ = leadership.lost() => {
-                tracing::error!("lost leadership; exiting so that only the new leader writes");
-                std::process::exit(1);
+        // Followers look at the lease twice a second, so a lease released by a leader that stops is taken within
+        // about half a second (the lease manager alone would sleep until the released lock's old expiry).
+        let mut leader = false;
+        loop {
+            let step = async {
+                if leader {
+                    manager.changed().await.map(Some)
+                } else {
+                    match tokio::time::timeout(Duration::from_millis(500), manager.changed()).await
+                    {
+                        Ok(r) => r.map(Some),
+                        Err(_) => Ok(None),
+                    }
+                }
+            };
+            tokio::select! {
+                _ = stopping() => break,
+                r = step => match r {
+                    Ok(Some(true)) if !leader => {
+                        leader = true;
+                        tracing::info!(%identity, "became leader; starting controllers");
+                        metrics.leader.set(1);
+                        break;
+                    }
+                    Ok(Some(false)) => leader = false,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease check failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
             }
         }
+        if leader {
+            let controllers = controller::run_until(
+                client.clone(),
+                namespace,
+                defaults,
+                metrics.clone(),
+                stopping(),
+            );
+            tokio::pin!(controllers);
+            loop {
+                tokio::select! {
+                    _ = &mut controllers => break,
+                    r = manager.changed() => match r {
+                        Ok(false) => {
+                            tracing::error!("lost leadership; exiting so that only the new leader writes");
+                            std::process::exit(1);
+                        }
+                        Ok(true) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease renewal failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        }
+        // Stopped: give the lease back so that the standby (or this Pod restarted) leads at once.
+        match manager.release().await {
+            Ok(()) => tracing::info!(%identity, "lease released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the lease; it expires on its own")
+            }
+        }
+        metrics.leader.set(0);
+        Ok(())
     };
     tokio::select! {
         r = run => r?,
         r = http => r??,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
     }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -104,7 +199,8 @@ fn default_identity() -> String {
     let host = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "agent-operator".into());
-    format!("{host}-{}", std::process::id())
+    // The Pod's name alone, so that a restarted container takes its own lease back at once.
+    host
 }
 
 /// Fails fast, with the fix in the message, when the API does not serve our kinds.

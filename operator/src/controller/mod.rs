@@ -121,6 +121,19 @@ pub async fn run(
     defaults: PodDefaults,
     metrics: Metrics,
 ) {
+    run_until(client, namespace, defaults, metrics, future::pending()).await
+}
+
+/// Runs both controllers until `shutdown` resolves; then each stops taking new work, lets the reconciles in
+/// flight finish, and the Events recorded so far are published before this returns.
+pub async fn run_until(
+    client: Client,
+    namespace: Option<String>,
+    defaults: PodDefaults,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
     let ns = namespace.as_deref();
     let all = watcher::Config::default();
     let ours =
@@ -200,11 +213,15 @@ pub async fn run(
         .shared()
     };
     let job_loop = {
-        let (synced, ctx) = (synced.clone(), ctx.clone());
+        let (synced, ctx, shutdown) = (synced.clone(), ctx.clone(), shutdown.clone());
         async move {
-            synced.await;
+            tokio::select! {
+                _ = synced => {}
+                _ = shutdown.clone() => return,
+            }
             Controller::for_stream(stream::pending(), jobs)
                 .reconcile_on(job_rx)
+                .graceful_shutdown_on(shutdown)
                 .run(
                     resetting("agentjob", job::reconcile),
                     error_policy("agentjob"),
@@ -215,11 +232,15 @@ pub async fn run(
         }
     };
     let session_loop = {
-        let ctx = ctx.clone();
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
-            synced.await;
+            tokio::select! {
+                _ = synced => {}
+                _ = shutdown.clone() => return,
+            }
             Controller::for_stream(stream::pending(), sessions)
                 .reconcile_on(session_rx)
+                .graceful_shutdown_on(shutdown)
                 .run(
                     resetting("agentsession", session::reconcile),
                     error_policy("agentsession"),
@@ -230,15 +251,26 @@ pub async fn run(
         }
     };
     let gauges = phase_gauges(ctx.clone());
-    tokio::join!(
-        dispatch_jobs,
-        dispatch_sessions,
-        dispatch_pods,
-        blueprint_store,
-        job_loop,
-        session_loop,
-        gauges
-    );
+    // The watches and dispatchers run for ever; the controllers end on shutdown (a controller started before the
+    // caches synced ends as soon as they do, the shutdown having come first).
+    let background = async {
+        tokio::join!(
+            dispatch_jobs,
+            dispatch_sessions,
+            dispatch_pods,
+            blueprint_store,
+            gauges
+        );
+    };
+    let controllers = async {
+        tokio::join!(job_loop, session_loop);
+    };
+    tokio::select! {
+        _ = background => {}
+        _ = controllers => {}
+    }
+    ctx.flush_events(std::time::Duration::from_secs(3)).await;
+    tracing::info!("controllers stopped");
 }
 
 /// Keeps the jobs-by-phase gauge current from the store (cheap: a scan every few seconds).
