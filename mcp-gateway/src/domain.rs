@@ -231,8 +231,9 @@ mod tests {
 
     #[test]
     fn same_second_jobs_run_in_name_order() {
-        let a = job("s-0000000b", "s", JobType::Resume, None, 5);
-        let b = job("s-0000000a", "s", JobType::Start, None, 5);
+        // The Start job sorts last by name, and the input order is neither: only name order passes.
+        let a = job("s-0000000b", "s", JobType::Start, None, 5);
+        let b = job("s-0000000a", "s", JobType::Resume, None, 5);
         let order: Vec<_> = in_run_order(vec![&a, &b])
             .iter()
             .map(|j| j.name_any())
