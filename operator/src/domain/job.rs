@@ -159,13 +159,30 @@ status:
 
     #[test]
     fn a_pod_level_reason_wins_over_the_container_reason() {
-        let pod: Pod = yaml("status: {phase: Failed, reason: DeadlineExceeded, message: too slow}");
+        let pod: Pod = yaml(
+            r#"
+status:
+  phase: Failed
+  reason: DeadlineExceeded
+  message: too slow
+  containerStatuses:
+  - name: agent
+    image: x
+    imageID: ""
+    ready: false
+    restartCount: 0
+    state: {terminated: {exitCode: 137, reason: Error}}
+"#,
+        );
         let PodOutcome::Failed {
             exit_code, reason, ..
         } = observe(&pod)
         else {
             panic!()
         };
-        assert_eq!((exit_code, reason.as_str()), (None, "DeadlineExceeded"));
+        assert_eq!(
+            (exit_code, reason.as_str()),
+            (Some(137), "DeadlineExceeded")
+        );
     }
 }
