@@ -103,17 +103,20 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| client.default_namespace().to_string());
         let identity = config.identity.clone().unwrap_or_else(default_identity);
         let duration = config.lease_duration_seconds;
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&lease_ns)
-            .with_identity(&identity)
-            .with_duration(duration)
-            .with_grace((duration / 3).max(1))
-            .build()
-            .await?;
+        let build = || {
+            LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+                .with_namespace(&lease_ns)
+                .with_identity(&identity)
+                .with_duration(duration)
+                .with_grace((duration / 3).max(1))
+                .build()
+        };
+        let mut manager = build().await?;
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%identity, lease = %config.lease_name, "waiting for leadership");
         // Followers look at the lease twice a second, so a lease released by a leader that stops is taken within
-        // about half a second (the lease manager alone would sleep until the released lock's old expiry).
+        // about half a second (the lease manager alone would sleep until the released lock's old expiry, and it
+        // reads the Lease again only then, so each look is a fresh manager, which reads it at once).
         let mut leader = false;
         loop {
             let step = async {
@@ -123,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
                     match tokio::time::timeout(Duration::from_millis(500), manager.changed()).await
                     {
                         Ok(r) => r.map(Some),
-                        Err(_) => Ok(None),
+                        Err(_) => build().await.map(|m| {
+                            manager = m;
+                            None
+                        }),
                     }
                 }
             };
