@@ -61,15 +61,7 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
         };
         if let Some(rules) = &root.x_kubernetes_validations {
             out.push_str("Rules on the whole object:\n\n");
-            for r in rules {
-                let _ = writeln!(
-                    out,
-                    "- CEL `{}`: {}",
-                    r.rule,
-                    r.message.as_deref().unwrap_or("")
-                );
-            }
-            out.push('\n');
+            rule_list(out, rules);
         }
         for part in ["spec", "status"] {
             let Some(schema) = root.properties.as_ref().and_then(|p| p.get(part)) else {
@@ -80,15 +72,7 @@ fn render_crd(out: &mut String, crd: &CustomResourceDefinition) {
                 let _ = writeln!(out, "{}\n", d.trim());
             }
             if let Some(rules) = &schema.x_kubernetes_validations {
-                for r in rules {
-                    let _ = writeln!(
-                        out,
-                        "- CEL `{}`: {}",
-                        r.rule,
-                        r.message.as_deref().unwrap_or("")
-                    );
-                }
-                out.push('\n');
+                rule_list(out, rules);
             }
             out.push_str("| Field | Type | Default | Validation | Description |\n");
             out.push_str("|---|---|---|---|---|\n");
@@ -227,4 +211,20 @@ fn cell(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+}
+
+/// A bullet list of CEL rules with their messages, then a blank line.
+fn rule_list(
+    out: &mut String,
+    rules: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule],
+) {
+    for r in rules {
+        let _ = writeln!(
+            out,
+            "- CEL `{}`: {}",
+            r.rule,
+            r.message.as_deref().unwrap_or("")
+        );
+    }
+    out.push('\n');
 }

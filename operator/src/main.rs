@@ -120,29 +120,23 @@ async fn main() -> anyhow::Result<()> {
         let mut leader = false;
         loop {
             let step = async {
-                if leader {
-                    manager.changed().await.map(Some)
-                } else {
-                    match tokio::time::timeout(Duration::from_millis(500), manager.changed()).await
-                    {
-                        Ok(r) => r.map(Some),
-                        Err(_) => build().await.map(|m| {
-                            manager = m;
-                            None
-                        }),
-                    }
+                match tokio::time::timeout(Duration::from_millis(500), manager.changed()).await {
+                    Ok(r) => r.map(Some),
+                    Err(_) => build().await.map(|m| {
+                        manager = m;
+                        None
+                    }),
                 }
             };
             tokio::select! {
                 _ = stopping() => break,
                 r = step => match r {
-                    Ok(Some(true)) if !leader => {
+                    Ok(Some(true)) => {
                         leader = true;
                         tracing::info!(%identity, "became leader; starting controllers");
                         metrics.leader.set(1);
                         break;
                     }
-                    Ok(Some(false)) => leader = false,
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "lease check failed; retrying");
