@@ -78,9 +78,9 @@ claude: ## the Claude Code CLI (pinned) into .local/claude
 	@$(CLAUDE) --version
 
 .PHONY: e2e
-e2e: python-env claude ## end-to-end tests against the running local cluster (see cluster-up)
+e2e: python-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
 	cargo build -q --bins
-	cargo test -p e2e --no-fail-fast
+	scripts/e2e-lanes.sh
 
 # Container images, built without a container engine: static binaries (glibc, crt-static) FROM scratch, as the
 # non-root user 65532, written as OCI archives by images/build (go-containerregistry). images/*/Dockerfile builds the
