@@ -1,9 +1,7 @@
 //! Claude Code as the agent: its command line (start or resume, MCP configuration, system prompt, tool
-//! permissions) and what its `--output-format stream-json` output says (session id, final text, error).
+//! permissions) and the outcome its `--output-format stream-json` output gives (read by `agent_stream`).
 
 use std::path::{Path, PathBuf};
-
-use serde_json::Value;
 
 use crate::invocation::{Invocation, JobType};
 use crate::outcome::{Exit, Outcome};
@@ -80,64 +78,24 @@ pub fn adopt_conversation(
     Ok(None)
 }
 
-/// What the stream has said so far.
+/// What the stream has said so far; the reading of each line is `agent_stream`'s, shared with `kubectl agents`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Transcript {
-    pub session_id: Option<String>,
-    /// The final `result` message: its text and whether it reports an error.
-    pub result: Option<(String, bool)>,
-    /// Text of the last assistant message, in case the stream ends without a result message.
-    pub last_text: Option<String>,
-}
+pub struct Transcript(agent_stream::Transcript);
 
 impl Transcript {
     /// Takes one line of Claude Code's stream-json output. Lines that are not JSON (or not ours) are ignored.
     pub fn observe(&mut self, line: &str) {
-        let Ok(message) = serde_json::from_str::<Value>(line) else {
-            return;
-        };
-        if let Some(id) = message.get("session_id").and_then(Value::as_str) {
-            self.session_id = Some(id.to_string());
-        }
-        match message.get("type").and_then(Value::as_str) {
-            Some("result") => {
-                let text = message
-                    .get("result")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                    .or_else(|| {
-                        // Error results may carry a list of errors instead of a text.
-                        message.get("errors").map(|e| e.to_string())
-                    })
-                    .unwrap_or_default();
-                let is_error = message.get("is_error").and_then(Value::as_bool) == Some(true)
-                    || message
-                        .get("subtype")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| s.starts_with("error"));
-                self.result = Some((text, is_error));
-            }
-            Some("assistant") => {
-                let text: String = message
-                    .pointer("/message/content")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                    .filter_map(|b| b.get("text").and_then(Value::as_str))
-                    .collect();
-                if !text.is_empty() {
-                    self.last_text = Some(text);
-                }
-            }
-            _ => {}
-        }
+        self.0.observe(line);
     }
 
     /// The job's outcome, once Claude Code has exited.
     pub fn outcome(self, exit: Exit, stderr_tail: &str) -> Outcome {
-        let session_id = self.session_id;
-        match (exit, self.result) {
+        let agent_stream::Transcript {
+            session_id,
+            result,
+            last_text,
+        } = self.0;
+        match (exit, result) {
             (Exit::Code(0), Some((text, false))) => Outcome::succeeded(text, session_id),
             (exit, Some((text, true))) if !text.trim().is_empty() => {
                 Outcome::failed(exit, text, session_id)
@@ -146,7 +104,7 @@ impl Transcript {
                 Exit::Code(1),
                 format!(
                     "Claude Code exited without a result{}",
-                    detail(self.last_text.as_deref().or(Some(stderr_tail)))
+                    detail(last_text.as_deref().or(Some(stderr_tail)))
                 ),
                 session_id,
             ),

@@ -1,0 +1,15 @@
+//! Claude Code's `--output-format stream-json` output, read once for every component that needs it: the runner
+//! (session id, final result, error), `kubectl agents logs` (the conversation as readable text) and later the
+//! dashboard.
+//!
+//! - [`message`]: what one line says, typed;
+//! - [`transcript`]: what a whole run has said so far (its session id, its result, its last text);
+//! - [`render`]: the human rendering of a line.
+
+pub mod message;
+pub mod render;
+pub mod transcript;
+
+pub use message::{Block, Message, ResultMessage, TokenUsage};
+pub use render::{Rendering, render_line};
+pub use transcript::Transcript;
