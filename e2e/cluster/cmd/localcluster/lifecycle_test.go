@@ -10,7 +10,7 @@ import (
 )
 
 // TestUpIsIdempotentAndDownLeavesNothing starts a second, private cluster from the binaries in .local/bin: a second
-// `up` is a no-op, and `down` leaves no process and no data folder behind.
+// `up` is a no-op, `restart` replaces one component only, and `down` leaves no process and no data folder behind.
 func TestUpIsIdempotentAndDownLeavesNothing(t *testing.T) {
 	bin, err := filepath.Abs("../../../../.local/bin")
 	if err != nil {
@@ -46,6 +46,26 @@ func TestUpIsIdempotentAndDownLeavesNothing(t *testing.T) {
 		if first[name] != pid {
 			t.Fatalf("second up restarted %s", name)
 		}
+	}
+	// A restarted API server is a new process with the same arguments, serving again, and nothing else restarted.
+	if out := run("restart", "--component", "kube-apiserver"); !strings.Contains(out, "kube-apiserver restarted and ready") {
+		t.Fatalf("restart said: %s", out)
+	}
+	after := c.pids()
+	for name, pid := range after {
+		if changed := first[name] != pid; changed != (name == "kube-apiserver") {
+			t.Fatalf("after restarting kube-apiserver, %s has pid %d (was %d)", name, pid, first[name])
+		}
+	}
+	if !c.isUp() {
+		t.Fatal("the cluster is not up after the restart")
+	}
+	if out, err := exec.Command(self, "restart", "--component", "nope", "--root", root).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `no component "nope"`) {
+		t.Fatalf("restart of an unknown component: %v %s", err, out)
+	}
+	for name, pid := range after {
+		first[name] = pid
 	}
 	run("down")
 	for name, pid := range first {

@@ -5,14 +5,18 @@
 //	localcluster up     start everything in the background, wait until it is ready, write the kubeconfig
 //	localcluster down   stop every process it started and remove the data folder
 //	localcluster status exit 0 when the cluster is up
+//	localcluster restart --component NAME [--signal KILL|TERM]
+//	                    stop one component and start it again as `up` did (chaos tests restart kube-apiserver)
 //	localcluster etcd   (internal) run the embedded etcd in the foreground
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 func main() {
@@ -29,6 +33,8 @@ func main() {
 	}
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	root := fs.String("root", ".local", "folder holding bin/, cluster/ (the data folder) and kubeconfig")
+	componentName := fs.String("component", "", "restart: the component (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)")
+	signalName := fs.String("signal", "KILL", "restart: how to stop it, KILL (a crash) or TERM (a graceful stop)")
 	_ = fs.Parse(args)
 	abs, err := filepath.Abs(*root)
 	if err != nil {
@@ -40,6 +46,15 @@ func main() {
 		err = c.up()
 	case "down":
 		err = c.down()
+	case "restart":
+		sig, ok := map[string]syscall.Signal{"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM}[*signalName]
+		if !ok {
+			fail(fmt.Errorf("--signal %q: want KILL or TERM", *signalName))
+		}
+		if *componentName == "" {
+			fail(errors.New("restart needs --component NAME"))
+		}
+		err = c.restart(*componentName, sig)
 	case "status":
 		if !c.isUp() {
 			fmt.Println("local cluster is down")
@@ -55,7 +70,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|status [--root .local]")
+	fmt.Fprintln(os.Stderr, "usage: localcluster up|down|status|restart [--root .local] [--component NAME --signal KILL|TERM]")
 	os.Exit(2)
 }
 

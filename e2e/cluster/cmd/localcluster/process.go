@@ -27,6 +27,9 @@ func (c *cluster) spawn(name string, args []string) error {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	pid := cmd.Process.Pid
+	if err := c.saveArgs(name, args); err != nil {
+		return err
+	}
 	// Release, not Wait: the component must outlive this command. The pid file is how `down` finds it again.
 	_ = cmd.Process.Release()
 	return os.WriteFile(filepath.Join(c.data, "pids", name), []byte(strconv.Itoa(pid)), 0o600)

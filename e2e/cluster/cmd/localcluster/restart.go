@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// The arguments each component was started with, kept so that `restart` starts it again exactly as `up` did.
+func (c *cluster) argsPath(name string) string { return filepath.Join(c.data, "args", name+".json") }
+
+func (c *cluster) saveArgs(name string, args []string) error {
+	if err := os.MkdirAll(filepath.Join(c.data, "args"), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(args)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(c.argsPath(name), b, 0o600)
+}
+
+func (c *cluster) savedArgs(name string) ([]string, error) {
+	b, err := os.ReadFile(c.argsPath(name))
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	return args, json.Unmarshal(b, &args)
+}
+
+// restart stops one component of a running cluster with sig (SIGKILL: as a crash would; SIGTERM: as a rollout
+// would), starts it again with the arguments `up` gave it, and waits until it serves again (kube-apiserver: /readyz;
+// etcd: /health). Everything else keeps running, and the data stays: this is how the chaos tests restart the API
+// server under a running workload.
+func (c *cluster) restart(name string, sig syscall.Signal) error {
+	if !c.isUp() {
+		return errors.New("the local cluster is not up (run `localcluster up`)")
+	}
+	pids := c.pids()
+	pid, ok := pids[name]
+	if !ok {
+		var names []string
+		for n := range pids {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("no component %q: the components are %v", name, names)
+	}
+	args, err := c.savedArgs(name)
+	if err != nil {
+		return fmt.Errorf("the arguments %s was started with: %w", name, err)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %s (pid %d): %w", name, pid, err)
+	}
+	// A component that ignores SIGTERM past the grace period is killed, as the kubelet would.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.ours(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c.ours(pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for i := 0; i < 250 && c.ours(pid); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if c.ours(pid) {
+			return fmt.Errorf("%s (pid %d) did not stop", name, pid)
+		}
+	}
+	start := time.Now()
+	if err := c.spawn(name, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.waitServing(ctx, name, args); err != nil {
+		return fmt.Errorf("%s did not serve again: %w", name, err)
+	}
+	fmt.Printf("%s restarted and ready in %.2fs\n", name, time.Since(start).Seconds())
+	return nil
+}
+
+// waitServing waits for a restarted component: the endpoints are read back from its own arguments.
+func (c *cluster) waitServing(ctx context.Context, name string, args []string) error {
+	switch name {
+	case "kube-apiserver":
+		client, err := c.adminClientFromFiles()
+		if err != nil {
+			return err
+		}
+		url := fmt.Sprintf("https://127.0.0.1:%s/readyz", argValue(args, "--secure-port"))
+		return poll(ctx, "kube-apiserver /readyz", func() error { return httpOK(client, url) })
+	case "etcd":
+		url := argValue(args, "--client-url") + "/health"
+		return poll(ctx, "etcd health", func() error { return httpOK(http.DefaultClient, url) })
+	default:
+		// The others serve nothing this command could ask; alive is what can be checked.
+		return poll(ctx, name+" running", func() error {
+			if pid, ok := c.pids()[name]; ok && c.ours(pid) {
+				return nil
+			}
+			return errors.New("not running")
+		})
+	}
+}
+
+func argValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// adminClientFromFiles is adminHTTPClient for a cluster this process did not start: the admin certificate and the
+// CA are read from the data folder.
+func (c *cluster) adminClientFromFiles() (*http.Client, error) {
+	dir := filepath.Join(c.data, "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("no CA certificate in " + filepath.Join(dir, "ca.crt"))
+	}
+	return &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}},
+	}, nil
+}
