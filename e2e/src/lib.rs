@@ -7,6 +7,7 @@ pub mod agents;
 pub mod anthropic;
 pub mod bench;
 pub mod chart;
+pub mod control_plane;
 pub mod demo_model;
 pub mod gateway;
 pub mod local_agents;
