@@ -74,7 +74,7 @@ pub struct AgentJobSpec {
 
     /// When true, the parent session is called back when this job ends (succeeded, failed or stopped): the result
     /// is queued in the parent's status.callbackQueue and the parent is resumed with it once idle. Requires
-    /// parentSessionName.
+    /// parentSessionName. Which session of that name is the parent: see status.callback.parentUid.
     #[serde(default)]
     pub callback: bool,
 
@@ -233,7 +233,9 @@ pub struct CallbackProgress {
     /// Delivered (a Resume job of the parent carries it) or Dropped (see reason).
     pub state: CallbackState,
 
-    /// Why the callback is in its state, in CamelCase (for example ParentNotFound for a dropped callback).
+    /// Why the callback is in its state, in CamelCase: WaitingForParent (Pending: the parent session does not exist
+    /// yet, a Start job created no later than this job is making it), Bound (Pending: parentUid is recorded),
+    /// Queued, Delivered, ParentNotFound (Dropped: the parent is gone, or never came).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 
@@ -241,8 +243,14 @@ pub struct CallbackProgress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 
-    /// UID of the parent AgentSession this callback belongs to, recorded when the job was first seen: a new
-    /// session that reuses the parent's name does not receive it.
+    /// UID of the parent AgentSession this callback belongs to, recorded as soon as the binding is made. The rule:
+    /// the callback belongs to the parent session that existed when this job was created (the gateway records its
+    /// UID when it creates the job). If none existed then (a whole tree applied at once), the job waits for it
+    /// (reason WaitingForParent) and binds to the first session of that name whose Start job was created no later
+    /// than this job (creation times have one-second resolution: the same second counts as no later). A session
+    /// that reuses the name later never receives the callback. A job that ends while its parent neither exists nor
+    /// has a pending Start job (of type Start, naming that session, created no later than this job, not yet turned
+    /// into a session) has its callback Dropped with reason ParentNotFound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_uid: Option<String>,
 

@@ -20,8 +20,8 @@ pub const MANAGER: &str = "agent-operator";
 /// any other Start job naming the session fails with AlreadyExists.
 pub const CREATED_BY_JOB: &str = "agentorchestrator.dev/created-by-job";
 
-/// On an AgentJob: UID of its parent session when the job was made (set by the gateway). Without it, the parent
-/// is the session of that name created no later than the job.
+/// On an AgentJob: UID of its parent session when the job was made (set by the gateway). Without it, the operator
+/// binds the job and records the UID in `status.callback.parentUid` (see that field for the rule).
 pub const PARENT_UID: &str = "agentorchestrator.dev/parent-uid";
 
 /// On a callback-delivery AgentJob: the UIDs of the child jobs whose callbacks it delivers, comma-separated.

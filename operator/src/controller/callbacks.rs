@@ -2,7 +2,10 @@
 //!
 //! # Why every callback is delivered exactly once
 //!
-//! A child's callback moves through three durable records, always written in this order:
+//! A child's callback moves through three durable records, always written in this order, after its binding (the
+//! UID of its parent session, recorded on the child by the job controller or by the gateway that made it, see
+//! `domain::lineage::bind`): a child not bound yet is invisible to every step below, and a binding never changes
+//! once recorded, so all steps agree on which parent a child calls back.
 //!
 //! 1. **queued**: an entry with the child job's UID is appended to the parent's `status.callbackQueue`;
 //! 2. **marked**: the child's `status.callback.state` becomes `Enqueued`;
@@ -21,8 +24,9 @@
 //!   its deterministic name and removes the entries it lists, instead of making a second job.
 //! * No loss: an entry leaves the queue only in the same write that records the job carrying it. A child job with
 //!   `callback: true` holds a finalizer until its callback is marked, so deleting it (which stops it) cannot lose
-//!   the `Stopped` callback. A callback whose parent no longer exists (or is a newer session reusing the name) is
-//!   `Dropped` with a reason by the job controller, never left waiting.
+//!   the `Stopped` callback. A callback whose parent no longer exists (or never came: no session and no pending
+//!   Start job created no later than the child) is `Dropped` with reason `ParentNotFound` by the job controller once
+//!   the child has ended, never left waiting.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +48,7 @@ use crate::domain::callback::message;
 use crate::domain::callback::rules::{
     calls_back, delivered_uids, delivery_job_name, ended, settled, state,
 };
+use crate::domain::lineage::recorded_parent;
 use crate::error::Result;
 
 /// Field manager of `status.callback` on child jobs (apart from the job lifecycle's own manager).
@@ -264,11 +269,14 @@ pub async fn deliver(
                 ctx.jobs
                     .get(&kube::runtime::reflector::ObjectRef::new(l).within(&ns))
             });
-            let inherit = last.is_some_and(|l| {
-                l.spec.callback
-                    && l.spec.parent_session_name.is_some()
-                    && l.spec.parent_session_name == status.parent_session_name
-            });
+            // It is bound to the grandparent the last job was bound to, recorded at once (no binding write later).
+            let inherit = last
+                .filter(|l| {
+                    l.spec.callback
+                        && l.spec.parent_session_name.is_some()
+                        && l.spec.parent_session_name == status.parent_session_name
+                })
+                .and_then(|l| recorded_parent(&l).map(String::from));
             let job = delivery_job(parent, status, &name, &carried, inherit);
             ctx.metrics.write("agentjobs", "create");
             match api
@@ -329,12 +337,20 @@ fn delivery_job(
     status: &AgentSessionStatus,
     name: &str,
     entries: &[QueuedCallback],
-    inherit_callback: bool,
+    inherit_callback: Option<String>,
 ) -> AgentJob {
     let uids: Vec<&str> = entries.iter().map(|e| e.child_job_uid.as_str()).collect();
     let jobs: Vec<&str> = entries.iter().map(|e| e.child_job.as_str()).collect();
     let grandparent = status.parent_session_name.clone();
-    let callback = grandparent.is_some() && inherit_callback;
+    let callback = grandparent.is_some() && inherit_callback.is_some();
+    let mut annotations: std::collections::BTreeMap<String, String> = [
+        (labels::DELIVERS.to_string(), uids.join(",")),
+        (labels::DELIVERS_JOBS.to_string(), jobs.join(",")),
+    ]
+    .into();
+    if let Some(uid) = inherit_callback.filter(|_| callback) {
+        annotations.insert(labels::PARENT_UID.to_string(), uid);
+    }
     AgentJob {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -347,13 +363,7 @@ fn delivery_job(
                 ]
                 .into(),
             ),
-            annotations: Some(
-                [
-                    (labels::DELIVERS.to_string(), uids.join(",")),
-                    (labels::DELIVERS_JOBS.to_string(), jobs.join(",")),
-                ]
-                .into(),
-            ),
+            annotations: Some(annotations),
             ..Default::default()
         },
         spec: AgentJobSpec {

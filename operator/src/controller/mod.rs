@@ -154,10 +154,13 @@ pub async fn run_until(
     };
 
     let dispatch_jobs = {
-        let (job_tx, session_tx) = (job_tx.clone(), session_tx.clone());
+        let (job_tx, session_tx, jobs) = (job_tx.clone(), session_tx.clone(), jobs.clone());
         job_changes.for_each(move |job| {
             let (me, sessions) = triggers::of_job(&job);
             send_job(&job_tx, me);
+            triggers::waiting_for_start(&job, &jobs)
+                .into_iter()
+                .for_each(|j| send_job(&job_tx, j));
             sessions
                 .into_iter()
                 .for_each(|s| send_session(&session_tx, s));

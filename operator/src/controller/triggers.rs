@@ -7,8 +7,9 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::domain::callback::rules::state;
-use crate::domain::order::is_finished;
-use crds::CallbackState;
+use crate::domain::lineage::recorded_parent;
+use crate::domain::order::{is_deleting, is_finished};
+use crds::{CallbackState, JobType};
 
 /// A job's change concerns the job, its session (which may be waiting for it to end) and, for callbacks, its
 /// parent session.
@@ -24,6 +25,33 @@ pub fn of_job(job: &AgentJob) -> (ObjectRef<AgentJob>, Vec<ObjectRef<AgentSessio
         sessions.push(ObjectRef::new(parent).within(&ns));
     }
     (ObjectRef::from_obj(job), sessions)
+}
+
+/// A Start job that ended (or is being deleted) without ever making its session concerns the children waiting for
+/// that session: with no Start job pending, a child that has ended drops its callback (`ParentNotFound`).
+pub fn waiting_for_start(job: &AgentJob, jobs: &Store<AgentJob>) -> Vec<ObjectRef<AgentJob>> {
+    let made_session = job
+        .status
+        .as_ref()
+        .and_then(|s| s.session_uid.as_ref())
+        .is_some();
+    if job.spec.job_type != JobType::Start
+        || made_session
+        || !(is_finished(job) || is_deleting(job))
+    {
+        return Vec::new();
+    }
+    let ns = job.namespace();
+    jobs.state()
+        .into_iter()
+        .filter(|j| {
+            j.spec.callback
+                && j.namespace() == ns
+                && j.spec.parent_session_name.as_deref() == Some(job.spec.session_name.as_str())
+                && recorded_parent(j).is_none()
+        })
+        .map(|j| ObjectRef::from_obj(j.as_ref()))
+        .collect()
 }
 
 /// A session's change concerns the session and every unfinished job naming it (it may be their turn now, or the

@@ -107,6 +107,7 @@ pub mod rules {
     use kube::ResourceExt;
     use sha2::{Digest, Sha256};
 
+    use crate::domain::lineage::recorded_parent;
     use crate::domain::order::is_finished;
 
     /// The callback state recorded on the child (absent: not yet Enqueued).
@@ -122,28 +123,15 @@ pub mod rules {
         )
     }
 
-    /// Whether `job` calls back `parent`: it asked for a callback, names the parent, and the parent is the session
-    /// that existed when the job was made (by the UID the gateway recorded, else by creation time), not a later
-    /// session that reuses the name.
+    /// Whether `job` calls back `parent`: it asked for a callback, names the parent, and is bound to that very
+    /// session (its UID recorded on the child, see `lineage::bind`). A child not bound yet calls back no one: the job
+    /// controller records its binding first, so every later step reads the same, durable answer.
     pub fn calls_back(job: &AgentJob, parent: &AgentSession) -> bool {
-        if !job.spec.callback
-            || job.spec.parent_session_name.as_deref() != Some(parent.name_any().as_str())
-        {
-            return false;
-        }
-        if job.namespace() != parent.namespace() {
-            return false;
-        }
-        match job.annotations().get(labels::PARENT_UID) {
-            Some(uid) => parent.uid().as_deref() == Some(uid.as_str()),
-            None => match (
-                &parent.metadata.creation_timestamp,
-                &job.metadata.creation_timestamp,
-            ) {
-                (Some(p), Some(j)) => p.0 <= j.0,
-                _ => true,
-            },
-        }
+        job.spec.callback
+            && job.spec.parent_session_name.as_deref() == Some(parent.name_any().as_str())
+            && job.namespace() == parent.namespace()
+            && recorded_parent(job).is_some()
+            && recorded_parent(job) == parent.uid().as_deref()
     }
 
     /// Whether the child's job has ended, so that its callback can be queued. A deleted running job counts once
@@ -179,39 +167,39 @@ pub mod rules {
         use super::*;
         use crate::domain::fixtures::yaml;
 
-        fn child(annotations: &str, created: &str) -> AgentJob {
+        fn child(annotations: &str, status: &str) -> AgentJob {
             yaml(&format!(
                 r#"
-metadata: {{name: c, namespace: ns, uid: u-c, creationTimestamp: "{created}", annotations: {annotations}}}
+metadata: {{name: c, namespace: ns, uid: u-c, creationTimestamp: "2026-01-01T00:00:05Z", annotations: {annotations}}}
 spec: {{type: Start, sessionName: c, prompt: p, parentSessionName: boss, callback: true}}
+status: {status}
 "#
             ))
         }
 
-        fn parent(uid: &str, created: &str) -> AgentSession {
+        fn parent(uid: &str) -> AgentSession {
             yaml(&format!(
-                "metadata: {{name: boss, namespace: ns, uid: {uid}, creationTimestamp: \"{created}\"}}\nspec: {{}}"
+                "metadata: {{name: boss, namespace: ns, uid: {uid}, creationTimestamp: \"2026-01-01T00:00:00Z\"}}\nspec: {{}}"
             ))
         }
 
         #[test]
         fn the_recorded_parent_uid_decides() {
-            let c = child(
-                "{agentorchestrator.dev/parent-uid: u-1}",
-                "2026-01-01T00:00:00Z",
-            );
-            assert!(calls_back(&c, &parent("u-1", "2026-01-01T00:00:00Z")));
-            assert!(
-                !calls_back(&c, &parent("u-2", "2025-01-01T00:00:00Z")),
-                "a namesake is not the parent"
-            );
+            let by_gateway = child("{agentorchestrator.dev/parent-uid: u-1}", "{}");
+            let by_operator = child("{}", "{callback: {state: Pending, parentUid: u-1}}");
+            for c in [&by_gateway, &by_operator] {
+                assert!(calls_back(c, &parent("u-1")));
+                assert!(
+                    !calls_back(c, &parent("u-2")),
+                    "a namesake is not the parent"
+                );
+            }
         }
 
         #[test]
-        fn without_a_recorded_uid_a_parent_made_after_the_child_is_a_namesake() {
-            let c = child("{}", "2026-01-01T00:00:05Z");
-            assert!(calls_back(&c, &parent("u-1", "2026-01-01T00:00:00Z")));
-            assert!(!calls_back(&c, &parent("u-2", "2026-01-01T00:00:09Z")));
+        fn an_unbound_child_calls_back_no_one_yet() {
+            // Even a parent older than the child: the binding is recorded first, then used.
+            assert!(!calls_back(&child("{}", "{}"), &parent("u-1")));
         }
 
         #[test]

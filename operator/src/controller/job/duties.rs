@@ -7,9 +7,19 @@ pub(super) enum Duties {
     Continue(Arc<AgentJob>),
 }
 
-/// What a job with `callback: true` owes its parent: a finalizer while its callback is not yet in the parent's
-/// queue (so deleting the job cannot lose it), a `Stopped` end when deleted while running, and a `Dropped` callback
-/// when the parent is gone.
+/// What a job with `callback: true` owes its parent: a binding to the parent session, recorded on the job as soon
+/// as it is made (see `lineage::bind`); a finalizer while its callback is not yet in the parent's queue (so deleting
+/// the job cannot lose it); a `Stopped` end when deleted while running; and a `Dropped` callback when the job has
+/// ended and its parent is gone (or never came).
+///
+/// Crash safety, write by write (the operator may die between any two): the finalizer comes first, so from then
+/// on the job cannot vanish with its callback. The binding is written before any step of delivery can use it
+/// (`calls_back` ignores an unbound child), so a crash before that write leaves nothing to undo: the next run
+/// decides again from the same objects, and the only session that can qualify is the same one (a second Start job
+/// for the name is refused with AlreadyExists). Every write carries the job's resourceVersion, so a decision made
+/// from a copy that misses an earlier write (a binding, a mark) is refused with Conflict and made again. A drop is
+/// decided only after fresh reads of the parent and of the namespace's Start jobs, and it is final: from then on
+/// no step delivers the callback (`settled`).
 pub(super) async fn callback_duties(job: Arc<AgentJob>, ctx: &Context) -> Result<Duties> {
     let has_finalizer = job
         .finalizers()
@@ -22,97 +32,163 @@ pub(super) async fn callback_duties(job: Arc<AgentJob>, ctx: &Context) -> Result
         if !is_finished(&job) {
             return stop_deleted(&job, ctx).await.map(Duties::Done);
         }
+        let job = if settled(&job) {
+            job
+        } else {
+            follow_parent(job, ctx, true).await?
+        };
         if !settled(&job) {
-            match parent_of(&job, ctx).await? {
-                ParentState::Present => return Ok(Duties::Done(Action::await_change())),
-                gone => drop_callback(&job, ctx, gone).await?,
-            }
+            // Bound, or waiting for the parent's Start job: the parent's queue takes the callback.
+            return Ok(Duties::Done(Action::await_change()));
         }
         set_finalizer(&job, ctx, false).await?;
         return Ok(Duties::Done(Action::await_change()));
     }
     if is_finished(&job) {
-        let waiting = matches!(
+        let open = !matches!(
             state(&job),
-            None | Some(
-                CallbackState::Pending | CallbackState::NotRequested | CallbackState::Enqueued
-            )
+            Some(CallbackState::Delivered | CallbackState::Dropped)
         );
-        if waiting
-            && let gone @ (ParentState::Missing | ParentState::Replaced) =
-                parent_of(&job, ctx).await?
-        {
-            drop_callback(&job, ctx, gone).await?;
-        }
-        if has_finalizer && (settled(&job) || waiting_dropped(&job)) {
+        let job = if open {
+            follow_parent(job, ctx, true).await?
+        } else {
+            job
+        };
+        if has_finalizer && settled(&job) {
             set_finalizer(&job, ctx, false).await?;
         }
         return Ok(Duties::Done(Action::await_change()));
     }
-    if !has_finalizer {
-        return Ok(Duties::Continue(Arc::new(
-            set_finalizer(&job, ctx, true).await?,
-        )));
+    let job = if has_finalizer {
+        job
+    } else {
+        Arc::new(set_finalizer(&job, ctx, true).await?)
+    };
+    Ok(Duties::Continue(follow_parent(job, ctx, false).await?))
+}
+
+/// Brings the job's binding up to date and returns the job as written: records a new binding, says that it waits
+/// for its parent, or (once the job has `ended`) drops the callback of a job whose parent is gone.
+async fn follow_parent(job: Arc<AgentJob>, ctx: &Context, ended: bool) -> Result<Arc<AgentJob>> {
+    let mut binding = binding_of(&job, ctx, false).await?;
+    if ended && matches!(binding, Binding::Gone(_)) {
+        // Dropping is for good: confirm with the API server, the store may lag behind a parent or its Start job.
+        binding = binding_of(&job, ctx, true).await?;
     }
-    Ok(Duties::Continue(job))
+    let parent = job.spec.parent_session_name.clone().unwrap_or_default();
+    let progress = |reason: &str, message: String, parent_uid: Option<String>| CallbackProgress {
+        state: CallbackState::Pending,
+        reason: Some(reason.into()),
+        message: Some(message),
+        parent_uid,
+        delivered_by: None,
+    };
+    match binding {
+        Binding::Bound { record: false, .. } => Ok(job),
+        Binding::Bound { uid, record: true } => {
+            let waited = callback_reason(&job) == Some(WAITING_FOR_PARENT);
+            let message = format!("bound to parent session {parent} (UID {uid})");
+            let written =
+                write_progress(ctx, &job, progress("Bound", message.clone(), Some(uid))).await?;
+            if waited {
+                ctx.event(&written, false, "ParentBound", message).await;
+            }
+            Ok(Arc::new(written))
+        }
+        Binding::Waiting if callback_reason(&job) == Some(WAITING_FOR_PARENT) => Ok(job),
+        Binding::Waiting => {
+            let message = format!(
+                "parent session {parent} does not exist yet; the callback goes to the session its pending Start job creates"
+            );
+            let written = write_progress(
+                ctx,
+                &job,
+                progress(WAITING_FOR_PARENT, message.clone(), None),
+            )
+            .await?;
+            ctx.event(&written, false, WAITING_FOR_PARENT, message)
+                .await;
+            Ok(Arc::new(written))
+        }
+        // While the job runs nothing is final yet; its end decides.
+        Binding::Gone(_) if !ended => Ok(job),
+        Binding::Gone(why) => Ok(Arc::new(drop_callback(&job, ctx, why).await?)),
+    }
 }
 
-pub(super) fn waiting_dropped(job: &AgentJob) -> bool {
-    state(job) == Some(CallbackState::Dropped)
+const WAITING_FOR_PARENT: &str = "WaitingForParent";
+
+fn callback_reason(job: &AgentJob) -> Option<&str> {
+    job.status.as_ref()?.callback.as_ref()?.reason.as_deref()
 }
 
-pub(super) enum ParentState {
-    Present,
-    Missing,
-    Replaced,
-}
-
-pub(super) async fn parent_of(job: &AgentJob, ctx: &Context) -> Result<ParentState> {
+/// The job's binding, from the stores, or (`fresh`) from the API server.
+async fn binding_of(job: &AgentJob, ctx: &Context, fresh: bool) -> Result<Binding> {
     let Some(name) = &job.spec.parent_session_name else {
-        return Ok(ParentState::Missing);
+        return Ok(Binding::Gone(Gone::Never));
     };
     let ns = job.namespace().unwrap_or_default();
-    let parent = match ctx.session(&ns, name) {
-        Some(p) => Some(p),
-        // Confirm before dropping anything: the store may lag behind a parent created a moment ago.
-        None => Api::<AgentSession>::namespaced(ctx.client.clone(), &ns)
+    let parent = if fresh {
+        Api::<AgentSession>::namespaced(ctx.client.clone(), &ns)
             .get_opt(name)
             .await?
-            .map(Arc::new),
+            .map(Arc::new)
+    } else {
+        ctx.session(&ns, name)
     };
-    Ok(match parent {
-        None => ParentState::Missing,
-        Some(p) if p.metadata.deletion_timestamp.is_some() => ParentState::Missing,
-        Some(p) if calls_back(job, &p) => ParentState::Present,
-        Some(_) => ParentState::Replaced,
-    })
+    // Only an unbound child looks at Start jobs (once, until it is bound).
+    let starts: Vec<Arc<AgentJob>> = match recorded_parent(job) {
+        Some(_) => Vec::new(),
+        None if fresh => Api::<AgentJob>::namespaced(ctx.client.clone(), &ns)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|j| j.spec.job_type == JobType::Start && &j.spec.session_name == name)
+            .map(Arc::new)
+            .collect(),
+        None => ctx
+            .jobs
+            .state()
+            .into_iter()
+            .filter(|j| {
+                j.spec.job_type == JobType::Start
+                    && &j.spec.session_name == name
+                    && j.namespace().as_deref() == Some(ns.as_str())
+            })
+            .collect(),
+    };
+    let starts: Vec<&AgentJob> = starts.iter().map(|j| j.as_ref()).collect();
+    Ok(bind(job, parent.as_deref(), &starts))
 }
 
-pub(super) async fn drop_callback(job: &AgentJob, ctx: &Context, why: ParentState) -> Result<()> {
+pub(super) async fn drop_callback(job: &AgentJob, ctx: &Context, why: Gone) -> Result<AgentJob> {
     let parent = job.spec.parent_session_name.clone().unwrap_or_default();
-    let (reason, message) = match why {
-        ParentState::Replaced => (
-            "ParentReplaced",
-            format!(
-                "session {parent} is a newer session reusing the parent's name; the callback is not delivered to it"
-            ),
+    let message = match why {
+        Gone::Deleted => {
+            format!("parent session {parent} no longer exists; the callback is dropped")
+        }
+        Gone::Replaced => format!(
+            "parent session {parent} was deleted; the session now named {parent} is a newer one and does not receive the callback"
         ),
-        _ => (
-            "ParentNotFound",
-            format!("parent session {parent} no longer exists; the callback is dropped"),
+        Gone::Namesake => format!(
+            "session {parent} was started by a Start job created after this job: a name reused later does not receive the callback"
+        ),
+        Gone::Never => format!(
+            "parent session {parent} does not exist and no Start job created before this job is making it; the callback is dropped"
         ),
     };
     let progress = CallbackProgress {
         state: CallbackState::Dropped,
-        reason: Some(reason.into()),
+        reason: Some("ParentNotFound".into()),
         message: Some(message.clone()),
         parent_uid: None,
         delivered_by: None,
     };
-    write_progress(ctx, job, progress).await?;
+    let written = write_progress(ctx, job, progress).await?;
     ctx.metrics.callbacks_dropped.inc();
     ctx.event(job, true, "CallbackDropped", message).await;
-    Ok(())
+    Ok(written)
 }
 
 /// Adds or removes the callback finalizer (with the job's resourceVersion, so it never acts on a stale job).
