@@ -1,19 +1,21 @@
-//! The operator survives being killed, and of two replicas only the leader writes.
+//! The operator survives being killed; of two replicas only the leader writes (as the API server counts it), and a
+//! leader stopped with SIGTERM hands its Lease over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, JobPhase, labels};
 use e2e::agents::*;
-use e2e::operator::{Operator, Options};
+use e2e::operator::api_users::ApiUsers;
+use e2e::operator::{Operator, Options, lease_holder};
 use e2e::{eventually, with_temp_ns};
 use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 
 #[tokio::test]
 async fn killing_the_operator_mid_batch_leaves_every_job_with_exactly_one_pod() {
@@ -141,30 +143,50 @@ async fn killing_the_operator_mid_batch_leaves_every_job_with_exactly_one_pod() 
     .await;
 }
 
+/// Two replicas with leader election, each acting as an API user of its own, and which of them leads: the Lease's
+/// holder as the API server has it, which each replica's own leader gauge must agree with (a gauge that cannot be
+/// read fails the wait, it does not count as 0).
+async fn two_replicas(client: &Client, ns: &str) -> (ApiUsers, Operator, Operator) {
+    install_crds(client).await;
+    self_finishing_blueprint(client, ns, "auto", "100ms", "done").await;
+    let users = ApiUsers::create(client, ns, &["replica-a", "replica-b"]).await;
+    let options = |id: &str| Options {
+        leader_election: true,
+        identity: Some(id.into()),
+        kubeconfig: Some(users.kubeconfig(id)),
+        ..Default::default()
+    };
+    let a = Operator::start_with(ns, options("replica-a")).await;
+    let b = Operator::start_with(ns, options("replica-b")).await;
+    (users, a, b)
+}
+
+/// Which replica leads (true: `a`), once the Lease and both replicas' leader gauges agree on one.
+async fn leader_is_a(client: &Client, ns: &str, a: &Operator, b: &Operator) -> bool {
+    eventually(
+        "one leader, by the Lease and both gauges",
+        Duration::from_secs(20),
+        || async {
+            let holder = lease_holder(client, ns).await?;
+            let gauges = (
+                a.metric("agent_operator_leader").await?,
+                b.metric("agent_operator_leader").await?,
+            );
+            match (holder.as_str(), gauges) {
+                ("replica-a", (1.0, 0.0)) => Some(true),
+                ("replica-b", (0.0, 1.0)) => Some(false),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn only_the_leader_writes_and_a_follower_takes_over_when_it_dies() {
     with_temp_ns("leader", |client, ns| async move {
-        install_crds(&client).await;
-        self_finishing_blueprint(&client, &ns, "auto", "100ms", "done").await;
-        let options = |id: &str| Options {
-            leader_election: true,
-            identity: Some(id.into()),
-            ..Default::default()
-        };
-        let mut a = Operator::start_with(&ns, options("replica-a")).await;
-        let mut b = Operator::start_with(&ns, options("replica-b")).await;
-        let leader_is_a = eventually("a leader", Duration::from_secs(20), || async {
-            match (
-                a.metric("agent_operator_leader").await,
-                b.metric("agent_operator_leader").await,
-            ) {
-                (x, y) if x == 1.0 && y == 0.0 => Some(true),
-                (x, y) if x == 0.0 && y == 1.0 => Some(false),
-                _ => None,
-            }
-        })
-        .await;
-        let (leader, follower) = if leader_is_a {
+        let (users, mut a, mut b) = two_replicas(&client, &ns).await;
+        let (leader, follower) = if leader_is_a(&client, &ns, &a, &b).await {
             (&mut a, &mut b)
         } else {
             (&mut b, &mut a)
@@ -173,31 +195,88 @@ async fn only_the_leader_writes_and_a_follower_takes_over_when_it_dies() {
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         create(&jobs, &start_with("before", "s1", "auto")).await;
         wait_job(&jobs, "before", JobPhase::Succeeded).await;
+        // As the API server counted them: the leader wrote; the follower, which it saw asking for the Lease (so
+        // its requests are attributed to it), wrote nothing.
+        let by_leader = users.dispatched(&leader.identity).await;
         assert!(
-            leader.metric("agent_operator_api_writes_total").await > 0.0,
-            "the leader wrote"
+            by_leader.writes.is_some_and(|n| n > 0.0),
+            "the API server saw no write of the leader: {by_leader:?}"
+        );
+        let by_follower = users.dispatched(&follower.identity).await;
+        assert!(
+            by_follower.lease.is_some_and(|n| n > 0.0),
+            "the API server saw no Lease request of the follower, so its writes would not be seen either: {by_follower:?}"
         );
         assert_eq!(
-            follower.metric("agent_operator_api_writes_total").await,
-            0.0,
-            "the follower wrote"
+            by_follower.writes, None,
+            "the API server dispatched writes of the follower"
         );
 
         leader.kill();
-        let killed = Instant::now();
         create(&jobs, &start_with("after", "s2", "auto")).await;
-        eventually("the follower to lead", Duration::from_secs(20), || async {
-            (follower.metric("agent_operator_leader").await == 1.0).then_some(())
+        let standby = follower.identity.clone();
+        eventually("the follower to hold the Lease", Duration::from_secs(30), || async {
+            (lease_holder(&client, &ns).await.as_deref() == Some(standby.as_str())).then_some(())
         })
         .await;
-        let handover = killed.elapsed();
         wait_job(&jobs, "after", JobPhase::Succeeded).await;
-        println!("leader handover took {handover:?} (lease duration 4s)");
+        // The same counter now shows the new leader's writes: the attribution that read "none" above works.
+        let by_new_leader = users.dispatched(&follower.identity).await;
         assert!(
-            handover <= Duration::from_secs(6),
-            "handover took {handover:?}, more than the 4 s lease and its renewal slack"
+            by_new_leader.writes.is_some_and(|n| n > 0.0),
+            "the new leader's writes are not seen by the API server: {by_new_leader:?}"
         );
+        assert_eq!(follower.metric("agent_operator_leader").await, Some(1.0));
         assert!(follower.is_running());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_leader_sent_sigterm_exits_0_and_hands_the_lease_to_the_standby() {
+    with_temp_ns("handover", |client, ns| async move {
+        let (users, mut a, mut b) = two_replicas(&client, &ns).await;
+        let (leader, standby) = if leader_is_a(&client, &ns, &a, &b).await {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
+        create(&jobs, &start_with("before", "s1", "auto")).await;
+        wait_job(&jobs, "before", JobPhase::Succeeded).await;
+        assert_eq!(users.dispatched(&standby.identity).await.writes, None);
+
+        leader.terminate();
+        let status = leader.exit_status(Duration::from_secs(30)).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the leader's exit on SIGTERM: {status}"
+        );
+        // Released, not left to expire: at its exit the Lease is nobody's or already the standby's (a lease left
+        // held would still name the old leader for the 4 s of its duration).
+        let holder = lease_holder(&client, &ns).await;
+        assert!(
+            holder.is_none() || holder.as_deref() == Some(standby.identity.as_str()),
+            "the Lease after the leader's exit: held by {holder:?}"
+        );
+        let id = standby.identity.clone();
+        eventually(
+            "the standby to hold the Lease",
+            Duration::from_secs(30),
+            || async {
+                (lease_holder(&client, &ns).await.as_deref() == Some(id.as_str())).then_some(())
+            },
+        )
+        .await;
+        create(&jobs, &start_with("after", "s2", "auto")).await;
+        wait_job(&jobs, "after", JobPhase::Succeeded).await;
+        let by_standby = users.dispatched(&standby.identity).await;
+        assert!(
+            by_standby.writes.is_some_and(|n| n > 0.0),
+            "the API server saw no write of the new leader: {by_standby:?}"
+        );
+        assert!(standby.is_running());
     })
     .await;
 }

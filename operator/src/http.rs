@@ -37,6 +37,8 @@ pub async fn serve(addr: SocketAddr, health: Health) -> anyhow::Result<()> {
         )
         .with_state(health);
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // The bound address, not the asked one: with port 0 (tests) this is how the caller learns the port.
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, app).await?;
     Ok(())

@@ -121,7 +121,9 @@ fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<PodTimes>>, tokio::task::JoinHandle<
             let mut stream = watcher(pods, watcher::Config::default())
                 .applied_objects()
                 .boxed();
-            while let Some(Ok(pod)) = stream.next().await {
+            // A watch error ends the benchmark loudly: Pods missed here would be latencies never measured.
+            while let Some(event) = stream.next().await {
+                let pod = event.expect("the Pod watch");
                 let now = Instant::now();
                 let pod_labels = pod.labels();
                 let session = pod_labels.get(labels::SESSION).cloned().unwrap_or_default();
@@ -254,7 +256,8 @@ pub async fn fan_out(client: &Client) -> FanOut {
             let mut stream = watcher(jobs, watcher::Config::default())
                 .applied_objects()
                 .boxed();
-            while let Some(Ok(job)) = stream.next().await {
+            while let Some(event) = stream.next().await {
+                let job = event.expect("the AgentJob watch");
                 let state = job
                     .status
                     .as_ref()

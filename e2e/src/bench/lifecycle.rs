@@ -55,7 +55,8 @@ where
         let mut stream = watcher(pods, watcher::Config::default())
             .applied_objects()
             .boxed();
-        while let Some(Ok(p)) = stream.next().await {
+        while let Some(event) = stream.next().await {
+            let p = event.expect("the Pod watch");
             seen.insert(p.name_any());
             if seen.len() >= N {
                 return start.elapsed();
@@ -68,7 +69,8 @@ where
         let mut stream = watcher(objects, watcher::Config::default())
             .applied_objects()
             .boxed();
-        while let Some(Ok(o)) = stream.next().await {
+        while let Some(event) = stream.next().await {
+            let o = event.expect("the watch");
             if done(&o) {
                 finished.insert(o.name_any());
                 if finished.len() >= N {
@@ -129,7 +131,10 @@ pub async fn lifecycle(client: &Client) -> Outcome {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = Writes::read(client).await;
     let peak_rss_mib = peak_rss_mib(op.pid());
-    let self_reported_writes = op.metric("agent_operator_api_writes_total").await;
+    let self_reported_writes = op
+        .metric("agent_operator_api_writes_total")
+        .await
+        .expect("the operator's write counter");
     drop(op);
     Outcome {
         pods: t.pods,
@@ -200,7 +205,11 @@ impl Writes {
                         .map(|v| v.trim_end_matches('"').to_string())
                 })
             };
-            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap_or(0.0);
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("unreadable sample: {line}"));
             let verb = get("verb").unwrap_or_default();
             if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE") {
                 continue;

@@ -3,6 +3,7 @@
 
 pub mod callbacks;
 pub mod gateway;
+pub mod handover;
 pub mod lifecycle;
 pub mod mcp_load;
 

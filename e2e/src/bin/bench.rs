@@ -1,8 +1,9 @@
 //! `make bench`: runs the benchmarks of `e2e::bench` against the local control plane and prints their figures with
-//! the targets they are held to. Arguments choose benchmarks (`lifecycle`, `callbacks`, `gateway`); none: all.
+//! the targets they are held to. Arguments choose benchmarks (`lifecycle`, `callbacks`, `gateway`,
+//! `handover`); none: all.
 
 use e2e::agents::install_crds;
-use e2e::bench::{callbacks, gateway, lifecycle};
+use e2e::bench::{callbacks, gateway, handover, lifecycle};
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -27,6 +28,40 @@ async fn main() {
     if wants("gateway") {
         print_gateway(&client).await;
     }
+    if wants("handover") {
+        print_handover(&client).await;
+    }
+}
+
+async fn print_handover(client: &kube::Client) {
+    let figures = handover::handover(client).await;
+    let lease = handover::LEASE_SECONDS;
+    println!(
+        "\n== leader hand-over: two replicas, {lease} s Lease; from the signal to the standby holding the Lease ({} rounds each) ==",
+        handover::ROUNDS
+    );
+    let worst = |d: &[std::time::Duration]| d.iter().max().copied().unwrap_or_default();
+    let (term_p50, term_max) = (
+        e2e::bench::percentile(&figures.sigterm, 50.0),
+        worst(&figures.sigterm),
+    );
+    println!(
+        "SIGTERM (lease released)  p50 {:>8.1} ms  max {:>8.1} ms (goal <= 1000 ms: {})",
+        ms(term_p50),
+        ms(term_max),
+        verdict(ms(term_max) <= 1000.0)
+    );
+    let (kill_p50, kill_max) = (
+        e2e::bench::percentile(&figures.sigkill, 50.0),
+        worst(&figures.sigkill),
+    );
+    let target = (lease + 2) as f64 * 1000.0;
+    println!(
+        "SIGKILL (lease expires)   p50 {:>8.1} ms  max {:>8.1} ms (target <= {target:.0} ms, the lease + 2 s: {})",
+        ms(kill_p50),
+        ms(kill_max),
+        verdict(ms(kill_max) <= target)
+    );
 }
 
 async fn print_lifecycle(client: &kube::Client) {
