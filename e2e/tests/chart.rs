@@ -892,6 +892,13 @@ const GATEWAY: &[Grant] = &[
         &["create"],
         Scope::Cluster,
     ),
+    (
+        "events.k8s.io",
+        "events",
+        None,
+        &["create", "patch"],
+        Scope::Everywhere,
+    ),
 ];
 
 const AGENT: &[Grant] = &[];

@@ -417,12 +417,13 @@ async fn status_waits_for_the_end_and_result_returns_the_reported_text() {
     with_temp_ns("gw-result", |client, ns| async move {
         let gw = gateway(&client, &ns, &[]).await;
         let lead = agent(&client, &ns, "lead").await;
-        // The session exists (created directly); the gateway resumes it.
+        // The session exists (created directly, as lead's child: an agent reaches only its own tree); the
+        // gateway resumes it.
         create(
             &client,
             &ns,
             "AgentSession",
-            json!({"metadata": {"name": "worker"}, "spec": {}}),
+            json!({"metadata": {"name": "worker"}, "spec": {"parentSessionName": "lead"}}),
         )
         .await;
         let mcp = McpClient::new(gw.url()).bearer(&lead);
@@ -538,7 +539,7 @@ async fn sync_mode_waits_for_the_job_and_returns_its_result() {
             &client,
             &ns,
             "AgentSession",
-            json!({"metadata": {"name": "helper"}, "spec": {}}),
+            json!({"metadata": {"name": "helper"}, "spec": {"parentSessionName": "lead"}}),
         )
         .await;
         let mcp = McpClient::new(gw.url()).bearer(&lead);
@@ -672,12 +673,16 @@ async fn stop_cancels_unfinished_jobs_and_delete_all_keeps_the_callers_session()
     with_temp_ns("gw-stop", |client, ns| async move {
         let gw = gateway(&client, &ns, &[]).await;
         let token = agent(&client, &ns, "lead").await;
-        for name in ["lead", "other"] {
+        // "other" is lead's child: an agent reaches only its own tree.
+        for (name, spec) in [
+            ("lead", json!({})),
+            ("other", json!({"parentSessionName": "lead"})),
+        ] {
             create(
                 &client,
                 &ns,
                 "AgentSession",
-                json!({"metadata": {"name": name}, "spec": {}}),
+                json!({"metadata": {"name": name}, "spec": spec}),
             )
             .await;
         }

@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::reach::CallerKind;
 use crate::store::Stores;
 use crate::validate;
 
@@ -49,6 +50,16 @@ pub struct Caller {
     pub verified: bool,
     /// Whether the request carried `X-Agent-Session-Name` (which, verified, agreed with the token).
     pub claimed: bool,
+}
+
+impl Caller {
+    /// What kind of caller this is, which decides its reach (see reach.rs).
+    pub fn kind(&self) -> CallerKind<'_> {
+        match self.session.as_deref() {
+            Some(session) => CallerKind::Agent { session },
+            None => CallerKind::Developer,
+        }
+    }
 }
 
 /// Why a request was refused. The text is shown to the caller.

@@ -20,6 +20,9 @@ pub enum ToolError {
     /// A job ended in failure; the text carries its reason and error.
     #[error("Error: {0}")]
     Failed(String),
+    /// The session named is not the caller's to act on (see reach.rs); the text is the same whether it exists.
+    #[error("Error: {0}")]
+    Refused(String),
     /// The API server refused or failed a request.
     #[error("Error: {what}: {}", kube_message(.source))]
     Kube {
@@ -45,6 +48,7 @@ impl ToolError {
             ToolError::Conflict(_) => "conflict",
             ToolError::Timeout(_) => "timeout",
             ToolError::Failed(_) => "failed",
+            ToolError::Refused(_) => "refused",
             ToolError::Kube { .. } => "kube",
         }
     }
@@ -70,6 +74,7 @@ mod tests {
             ToolError::Conflict("x".into()),
             ToolError::Timeout("x".into()),
             ToolError::Failed("x".into()),
+            ToolError::Refused("x".into()),
         ] {
             assert!(e.to_string().starts_with("Error: "), "{e}");
         }

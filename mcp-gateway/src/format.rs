@@ -170,6 +170,11 @@ pub fn status(state: SessionState) -> String {
     pretty(&json!({ "status": state.as_str() }))
 }
 
+/// A status answer with a word for the caller (why a session is not_existent for it).
+pub fn status_with_message(state: SessionState, message: &str) -> String {
+    pretty(&json!({ "status": state.as_str(), "message": message }))
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialise")
 }
@@ -238,5 +243,11 @@ mod tests {
         assert_eq!(v["callback"], true);
         let v: Value = serde_json::from_str(&status(SessionState::NotExistent)).unwrap();
         assert_eq!(v["status"], "not_existent");
+        let v: Value =
+            serde_json::from_str(&status_with_message(SessionState::NotExistent, "why")).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["message"].as_str()),
+            (Some("not_existent"), Some("why"))
+        );
     }
 }

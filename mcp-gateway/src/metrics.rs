@@ -26,6 +26,12 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolReason {
+    tool: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Identity {
     /// `token` (verified) or `header` (trusted, development mode).
     by: String,
@@ -38,6 +44,7 @@ pub struct Metrics {
     tool_calls: Family<ToolOutcome, Counter>,
     tool_latency: Family<Tool, Histogram>,
     refusals: Family<Reason, Counter>,
+    tool_refusals: Family<ToolReason, Counter>,
     callers: Family<Identity, Counter>,
     result_reports: Family<Reason, Counter>,
 }
@@ -51,6 +58,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 17))
         });
         let refusals = Family::<Reason, Counter>::default();
+        let tool_refusals = Family::<ToolReason, Counter>::default();
         let callers = Family::<Identity, Counter>::default();
         let result_reports = Family::<Reason, Counter>::default();
         registry.register(
@@ -69,6 +77,12 @@ impl Default for Metrics {
             refusals.clone(),
         );
         registry.register(
+            "tool_refusals",
+            "Tool calls refused because the session named is outside the caller's reach, by tool and reason \
+             (outside_reach: it exists in another tree; unknown_session: it does not exist)",
+            tool_refusals.clone(),
+        );
+        registry.register(
             "callers",
             "MCP requests accepted by caller verification, by how the caller was identified and whether it sent \
              X-Agent-Session-Name",
@@ -84,6 +98,7 @@ impl Default for Metrics {
             tool_calls,
             tool_latency,
             refusals,
+            tool_refusals,
             callers,
             result_reports,
         }
@@ -107,6 +122,15 @@ impl Metrics {
     pub fn refused(&self, reason: &str) {
         self.refusals
             .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn tool_refused(&self, tool: &str, reason: &str) {
+        self.tool_refusals
+            .get_or_create(&ToolReason {
+                tool: tool.into(),
                 reason: reason.into(),
             })
             .inc();
@@ -150,6 +174,7 @@ mod tests {
         m.refused("missing_token");
         m.caller(true, true);
         m.caller(true, true);
+        m.tool_refused("stop_agent_session", "outside_reach");
         let text = m.render();
         assert!(
             text.contains(
@@ -167,6 +192,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"mcp_gateway_callers_total{by="token",header="present"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"mcp_gateway_tool_refusals_total{tool="stop_agent_session",reason="outside_reach"} 1"#
+            ),
             "{text}"
         );
     }

@@ -13,10 +13,12 @@ use tokio::time::Instant;
 use crate::auth::{Authenticator, Caller};
 use crate::domain::{self, SessionState};
 use crate::error::ToolError;
+use crate::events::Events;
 use crate::format::{self, ResponseFormat, SessionRow};
 use crate::metrics::Metrics;
 use crate::naming;
 use crate::plan::{self, JobRequest};
+use crate::reach::{self, CallerKind, Reach};
 use crate::store::Stores;
 use crate::validate;
 
@@ -24,11 +26,18 @@ use crate::validate;
 pub const SYNC_WAIT: Duration = Duration::from_secs(600);
 pub const FIELD_MANAGER: &str = "mcp-gateway";
 
+/// Tool names, as the refusal metric labels them.
+const RESUME: &str = "resume_agent_session";
+const STOP: &str = "stop_agent_session";
+const STATUS: &str = "get_agent_session_status";
+const RESULT: &str = "get_agent_session_result";
+
 pub struct App {
     pub client: Client,
     pub stores: Stores,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    pub events: Events,
     /// Last millisecond used in a job name: names from one replica never collide and keep call order.
     last_millis: AtomicU64,
 }
@@ -36,12 +45,60 @@ pub struct App {
 impl App {
     pub fn new(client: Client, stores: Stores, auth: Arc<Authenticator>) -> Self {
         App {
+            events: Events::start(client.clone()),
             client,
             stores,
             metrics: Metrics::default(),
             auth,
             last_millis: AtomicU64::new(0),
         }
+    }
+
+    /// The sessions `caller` may act on, from the caches as they are now.
+    pub fn reach(&self, caller: &Caller) -> Reach {
+        let ns = &caller.namespace;
+        match caller.kind() {
+            CallerKind::Developer => Reach::Namespace,
+            CallerKind::Agent { session } => {
+                let own = self.stores.session(ns, session);
+                let blueprint = reach::blueprint_name(own.as_deref())
+                    .and_then(|b| self.stores.blueprint(ns, b));
+                let sessions = self.stores.sessions_in(ns);
+                let jobs = self.stores.jobs_in(ns);
+                reach::of_agent(
+                    session,
+                    blueprint.as_deref(),
+                    &sessions.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),
+                    &jobs.iter().map(|j| j.as_ref()).collect::<Vec<_>>(),
+                )
+            }
+        }
+    }
+
+    /// Refuses a call of `tool` on `target` when the caller does not reach it: counted by reason, and, for a stop
+    /// or resume (`action`) of a session that exists, recorded as an Event on it. The answer is the same whether
+    /// the session exists or not.
+    fn check_reach(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        action: Option<&str>,
+        target: &str,
+    ) -> Result<(), ToolError> {
+        let reach = self.reach(caller);
+        let Some(own) = reach.tree_root().filter(|_| !reach.includes(target)) else {
+            return Ok(());
+        };
+        let ns = &caller.namespace;
+        let exists = self.state_of(ns, target) != SessionState::NotExistent;
+        self.metrics
+            .tool_refused(tool, reach::refusal_reason(exists));
+        tracing::info!(namespace = %ns, caller = own, tool, target, exists, "refused: outside the caller's reach");
+        if let (Some(action), Some(session)) = (action, self.stores.session(ns, target)) {
+            self.events
+                .refused(&session, action, reach::event_note(tool, target, own));
+        }
+        Err(ToolError::Refused(reach::refusal(target, own)))
     }
 
     pub fn list_blueprints(
@@ -55,10 +112,13 @@ impl App {
         format::blueprints(&visible, format)
     }
 
+    /// The sessions the caller reaches (see reach.rs), with their status.
     pub fn list_sessions(&self, caller: &Caller, format: ResponseFormat) -> String {
         let ns = &caller.namespace;
+        let reach = self.reach(caller);
         let jobs = self.stores.jobs_in(ns);
         let mut sessions = self.stores.sessions_in(ns);
+        sessions.retain(|s| reach.includes(&s.name_any()));
         sessions.sort_by(|a, b| {
             (a.metadata.creation_timestamp.as_ref(), a.name_any())
                 .cmp(&(b.metadata.creation_timestamp.as_ref(), b.name_any()))
@@ -81,6 +141,7 @@ impl App {
             let name = &job.spec.session_name;
             if job.spec.job_type == JobType::Start
                 && !domain::job_ended(job)
+                && reach.includes(name)
                 && !rows.iter().any(|r| &r.name == name)
             {
                 rows.push(SessionRow {
@@ -132,6 +193,8 @@ impl App {
 
     pub async fn resume(&self, caller: &Caller, req: JobRequest) -> Result<String, ToolError> {
         let spec = plan::job_spec(JobType::Resume, &req, caller.session.as_deref())?;
+        // Also what keeps an agent from adopting (re-parenting) a session of another tree.
+        self.check_reach(caller, RESUME, Some("Resume"), &spec.session_name)?;
         let ns = &caller.namespace;
         if self.state_of(ns, &spec.session_name) == SessionState::NotExistent {
             return Err(ToolError::NotFound(format!(
@@ -313,25 +376,50 @@ impl App {
     ) -> Result<String, ToolError> {
         validate::session_name("session_name", session)?;
         validate::wait_seconds(wait_seconds)?;
-        let ns = &caller.namespace;
-        let initial = self.state_of(ns, session);
+        // Outside the caller's reach a session is not_existent, as a missing one is: the answer keeps the three
+        // values of the original system and tells nothing about other trees.
+        if let Err(refused) = self.check_reach(caller, STATUS, None, session) {
+            tracing::debug!(%refused, "status outside the caller's reach");
+        }
+        let initial = self.visible_state(caller, session);
         if wait_seconds == 0 || initial == SessionState::Finished {
-            return Ok(format::status(initial));
+            return Ok(self.status_answer(caller, session, initial));
         }
         let deadline = Instant::now() + Duration::from_secs(wait_seconds as u64);
         let state = self
             .stores
             .wait_until(deadline, || {
-                let now = self.state_of(ns, session);
+                let now = self.visible_state(caller, session);
                 (now != initial).then_some(now)
             })
             .await
-            .unwrap_or_else(|| self.state_of(ns, session));
-        Ok(format::status(state))
+            .unwrap_or_else(|| self.visible_state(caller, session));
+        Ok(self.status_answer(caller, session, state))
+    }
+
+    /// The state of `session` as the caller may see it: not_existent outside its reach.
+    fn visible_state(&self, caller: &Caller, session: &str) -> SessionState {
+        if self.reach(caller).includes(session) {
+            self.state_of(&caller.namespace, session)
+        } else {
+            SessionState::NotExistent
+        }
+    }
+
+    /// The status answer; a confined caller's not_existent says where it may look.
+    fn status_answer(&self, caller: &Caller, session: &str, state: SessionState) -> String {
+        let reach = self.reach(caller);
+        match reach.tree_root() {
+            Some(own) if state == SessionState::NotExistent => {
+                format::status_with_message(state, &reach::refusal(session, own))
+            }
+            _ => format::status(state),
+        }
     }
 
     pub fn result(&self, caller: &Caller, session: &str) -> Result<String, ToolError> {
         validate::session_name("session_name", session)?;
+        self.check_reach(caller, RESULT, None, session)?;
         let ns = &caller.namespace;
         match self.state_of(ns, session) {
             SessionState::NotExistent => {
@@ -378,17 +466,19 @@ impl App {
         }
     }
 
-    /// Deletes every session and job of the caller's namespace, except the caller's own session and its jobs.
+    /// Deletes the sessions the caller reaches and their jobs, never the caller's own session: for an agent
+    /// confined to its tree, the sessions below it; with scope Namespace (or no session), every other session.
     pub async fn delete_all(&self, caller: &Caller) -> Result<String, ToolError> {
         let ns = &caller.namespace;
         let own = caller.session.as_deref();
+        let reach = self.reach(caller);
         let sessions: Api<crds::AgentSession> = Api::namespaced(self.client.clone(), ns);
         let jobs: Api<AgentJob> = Api::namespaced(self.client.clone(), ns);
         let dp = DeleteParams::background();
         let mut deleted_sessions = 0;
         let mut deleted_jobs = 0;
         for job in self.stores.jobs_in(ns) {
-            if Some(job.spec.session_name.as_str()) == own {
+            if !reach.deletable(&job.spec.session_name, own) {
                 continue;
             }
             self.stores.deleted(ns, &job.name_any());
@@ -404,7 +494,7 @@ impl App {
             }
         }
         for session in self.stores.sessions_in(ns) {
-            if Some(session.name_any().as_str()) == own {
+            if !reach.deletable(&session.name_any(), own) {
                 continue;
             }
             match sessions.delete(&session.name_any(), &dp).await {
@@ -418,9 +508,14 @@ impl App {
                 }
             }
         }
-        let kept = own
+        let mut kept = own
             .map(|s| format!(" Your own session '{s}' was kept."))
             .unwrap_or_default();
+        if reach.tree_root().is_some() {
+            kept.push_str(
+                " Only the sessions below it were deleted: other trees are not yours to delete.",
+            );
+        }
         Ok(format!(
             "Deleted {deleted_sessions} agent sessions and {deleted_jobs} agent jobs in namespace '{ns}'.{kept}"
         ))
@@ -435,6 +530,7 @@ impl App {
                 "session '{session}' is the calling session; a session cannot stop itself"
             )));
         }
+        self.check_reach(caller, STOP, Some("Stop"), session)?;
         let ns = &caller.namespace;
         if self.state_of(ns, session) == SessionState::NotExistent {
             return Err(ToolError::NotFound(format!(

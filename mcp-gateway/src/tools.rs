@@ -158,7 +158,9 @@ impl Gateway {
     }
 
     #[tool(
-        description = "List the agent sessions of your namespace with their status (running or finished)."
+        description = "List the agent sessions you reach, with their status (running or finished): your own \
+                       session and the sessions below it (your children, theirs, and so on). An agent whose \
+                       blueprint has scope Namespace reaches every session of its namespace."
     )]
     async fn list_agent_sessions(
         &self,
@@ -199,7 +201,8 @@ impl Gateway {
     #[tool(
         description = "Resume an existing agent session with a new prompt. Sync mode (default) waits up to 600 s \
                        and returns the result; async_mode=true returns at once. A resume on a busy session waits \
-                       for its turn."
+                       for its turn. Only a session you reach (see list_agent_sessions) can be resumed; you become \
+                       its parent."
     )]
     async fn resume_agent_session(
         &self,
@@ -222,7 +225,8 @@ impl Gateway {
     #[tool(
         description = "Status of a session: {\"status\": \"running\" | \"finished\" | \"not_existent\"}. With \
                        wait_seconds (0 to 300) a running session is watched and the answer comes as soon as it \
-                       finishes."
+                       finishes. A session you do not reach (see list_agent_sessions) is not_existent, like a \
+                       missing one."
     )]
     async fn get_agent_session_status(
         &self,
@@ -238,7 +242,8 @@ impl Gateway {
     }
 
     #[tool(
-        description = "The result of a finished session's last run. An error if it is still running or failed."
+        description = "The result of a finished session's last run. An error if it is still running or failed, \
+                       or if you do not reach it (see list_agent_sessions)."
     )]
     async fn get_agent_session_result(
         &self,
@@ -252,8 +257,9 @@ impl Gateway {
     }
 
     #[tool(
-        description = "Delete every agent session and job of your namespace (your own session is kept). Running \
-                       sessions are stopped."
+        description = "Delete the agent sessions below yours (your children, theirs, and so on) and their jobs; \
+                       your own session and other trees are kept. An agent whose blueprint has scope Namespace \
+                       deletes every session of its namespace but its own. Running sessions are stopped."
     )]
     async fn delete_all_agent_sessions(
         &self,
@@ -267,7 +273,8 @@ impl Gateway {
 
     #[tool(
         description = "Stop a running session: its current and waiting jobs are cancelled (a parent waiting for a \
-                       callback is told it was stopped). The session itself is kept and can be resumed."
+                       callback is told it was stopped). The session itself is kept and can be resumed. Only a \
+                       session you reach (see list_agent_sessions) can be stopped."
     )]
     async fn stop_agent_session(
         &self,
