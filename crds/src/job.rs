@@ -140,7 +140,8 @@ pub struct AgentJobStatus {
     pub phase: Option<JobPhase>,
 
     /// Why the job is in its phase, in CamelCase (SessionBusy, SessionNotFound, AlreadyExists,
-    /// BlueprintNotFound, ParentCycle, PodFailed, DeadlineExceeded, Stopped, Completed, ...).
+    /// BlueprintNotFound, ParentCycle, PodFailed, PodRejected (the API server refused the Pod for good: its
+    /// message is in error), DeadlineExceeded, Stopped, Completed, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 

@@ -75,10 +75,33 @@ pub(super) async fn start_pod(
             info!("created pod")
         }
         Err(e) if already_exists(&e) => ctx.freshness.created_pod(job.uid().as_deref()),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let err = crate::error::Error::from(e);
+            // Refused for good (400, 403, 422: the Pod is invalid, over a size limit, or forbidden, e.g. a missing
+            // ServiceAccount): the same request would be refused again, so the job fails with the server's words.
+            if err.is_permanent() {
+                let message = format!(
+                    "the API server refused the job's Pod: {}",
+                    shortened(err.api_message().unwrap_or_default())
+                );
+                return fail(job, ctx, "PodRejected", message, None).await;
+            }
+            return Err(err);
+        }
     }
     // The Pod's own events bring the job back here; its status is written when the Pod has one.
     Ok(Action::await_change())
+}
+
+/// Longest part of an API server message kept in a job's status: a refusal may quote the refused value (a prompt
+/// of 400 KB), and conditions carry at most 32 KiB.
+const MAX_REFUSAL: usize = 2000;
+
+fn shortened(message: &str) -> String {
+    match message.char_indices().nth(MAX_REFUSAL) {
+        Some((cut, _)) => format!("{} [cut]", &message[..cut]),
+        None => message.to_string(),
+    }
 }
 
 pub(super) async fn follow_pod(
@@ -239,5 +262,19 @@ pub(super) async fn stop_for_deadline(job: &AgentJob, pod: &Pod, ctx: &Context) 
         Ok(_) => Ok(Action::await_change()),
         Err(e) if not_found(&e) => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_refusal_is_cut_at_a_character_boundary() {
+        assert_eq!(shortened("short"), "short");
+        let long = "\u{1F600}".repeat(MAX_REFUSAL + 5);
+        let kept = shortened(&long);
+        assert_eq!(kept.chars().count(), MAX_REFUSAL + " [cut]".len());
+        assert!(kept.ends_with(" [cut]"));
     }
 }
