@@ -523,6 +523,21 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_with_a_session_is_an_agent_and_one_without_a_developer() {
+        let mut caller = Caller {
+            session: Some("lead".into()),
+            namespace: "ns".into(),
+            job: None,
+            verified: false,
+            claimed: true,
+        };
+        // With --auth header the claimed session is the agent's, verified or not: the same reach rule applies.
+        assert_eq!(caller.kind(), CallerKind::Agent { session: "lead" });
+        caller.session = None;
+        assert_eq!(caller.kind(), CallerKind::Developer);
+    }
+
+    #[test]
     fn refusals_map_to_http_statuses() {
         assert_eq!(Refusal::MissingToken.status(), 401);
         assert_eq!(
