@@ -40,8 +40,9 @@ stop: ## stop the operator, gateway, process node and model stand-in started by 
 	@for f in $(LOCAL)/run/*.pid; do [ -f "$$f" ] || continue; kill "$$(cat $$f)" 2>/dev/null || true; rm -f "$$f"; done
 
 .PHONY: crds
-crds: ## regenerate crds/manifests/ and docs/api.md from the API types
+crds: ## regenerate crds/manifests/, docs/api.md and docs/mcp-tools.md from the API types and the gateway's tools
 	cargo run -q -p crds --bin crdgen -- crds/manifests docs/api.md
+	cargo run -q -p mcp-gateway -- --write-tool-reference docs/mcp-tools.md
 
 .PHONY: lint
 lint: ## formatting and lints (Rust and Go)

@@ -38,6 +38,11 @@ pub struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "MCP_GATEWAY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Write the Markdown reference of the MCP tools (docs/mcp-tools.md) to this file and exit; `make crds` runs
+    /// it. Hidden: it is a build step, not a way to run the gateway.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub write_tool_reference: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

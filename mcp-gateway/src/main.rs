@@ -11,9 +11,11 @@ mod naming;
 mod ops;
 mod plan;
 mod reach;
+mod reference;
 mod result_api;
 mod server;
 mod store;
+mod tool_outcomes;
 mod tools;
 mod validate;
 
@@ -27,6 +29,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = cli::Args::parse();
+    if let Some(path) = &args.write_tool_reference {
+        return reference::write(path);
+    }
     init_logging(&args.log_format);
 
     let client = Client::try_default()

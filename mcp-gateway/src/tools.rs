@@ -95,6 +95,12 @@ impl Gateway {
         }
     }
 
+    /// The tools exactly as the server lists them (name, description, input schema), sorted by name: the source
+    /// of docs/mcp-tools.md.
+    pub fn served_tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
     /// Runs one tool: records its metrics and turns its outcome into a (possibly error) tool result.
     async fn run(
         &self,
