@@ -58,7 +58,7 @@ use binding::*;
 use duties::*;
 use run::*;
 use status::wait;
-pub(in crate::controller) use status::{fail, lifecycle, write};
+use status::{fail, lifecycle, write};
 
 #[instrument(skip_all, fields(job = %job.name_any(), ns = job.namespace().unwrap_or_default()))]
 pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> {

@@ -1,6 +1,7 @@
 //! Running the job's Pod and following it to the job's end.
 
 use super::*;
+use crate::controller::workspace::{Workspace, ensure as ensure_workspace};
 
 pub(super) async fn start_pod(
     job: &AgentJob,
@@ -48,10 +49,31 @@ pub(super) async fn start_pod(
         .as_ref()
         .and_then(|b| b.spec.pod_template.as_ref())
         .and_then(|t| t.workspace.as_ref());
-    if let Some(spec) = workspace
-        && let Some(action) = crate::controller::workspace::ensure(job, session, spec, ctx).await?
-    {
-        return Ok(action);
+    if let Some(spec) = workspace {
+        match ensure_workspace(session, spec, ctx).await? {
+            Workspace::Ready => {}
+            Workspace::Retry(after) => return Ok(Action::requeue(after)),
+            Workspace::Releasing(message) => {
+                let status = job.status.clone().unwrap_or_default();
+                if status.reason.as_deref() != Some("WorkspaceReleasing") {
+                    let next = lifecycle(
+                        job,
+                        &status,
+                        JobPhase::Pending,
+                        "WorkspaceReleasing",
+                        &message,
+                    );
+                    write(job, ctx, next).await?;
+                }
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            Workspace::Conflict(message) => {
+                return fail(job, ctx, "WorkspaceConflict", message, None).await;
+            }
+            Workspace::Rejected(message) => {
+                return fail(job, ctx, "WorkspaceRejected", shortened(&message), None).await;
+            }
+        }
     }
     let pod = build_pod(&PodInputs {
         job,

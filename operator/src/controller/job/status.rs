@@ -23,7 +23,7 @@ pub(super) async fn wait(
 }
 
 /// Fails a job that cannot run or whose run failed, with `reason` in its status and an Event.
-pub(in crate::controller) async fn fail(
+pub(super) async fn fail(
     job: &AgentJob,
     ctx: &Context,
     reason: &'static str,
@@ -44,7 +44,7 @@ pub(in crate::controller) async fn fail(
 /// The operator's part of a job's status, carried over from `previous` and moved to `phase`. Fields the gateway
 /// owns (result, agentSessionId, error reported by the runner) and the callback progress are left out, so that
 /// server-side apply leaves them alone.
-pub(in crate::controller) fn lifecycle(
+pub(super) fn lifecycle(
     job: &AgentJob,
     previous: &AgentJobStatus,
     phase: JobPhase,
@@ -104,7 +104,7 @@ pub(in crate::controller) fn lifecycle(
     }
 }
 
-pub(in crate::controller) async fn write(
+pub(super) async fn write(
     job: &AgentJob,
     ctx: &Context,
     status: AgentJobStatus,
