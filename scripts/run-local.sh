@@ -16,6 +16,9 @@ mkdir -p "$run"
 "$kubectl" wait --for condition=established --timeout=60s crd/agentjobs.agentorchestrator.dev \
   crd/agentsessions.agentorchestrator.dev crd/agentblueprints.agentorchestrator.dev >/dev/null
 
+# The kubectl plugin: `kubectl agents ...` finds it on PATH (a link, so a rebuild is picked up).
+ln -sf "$bin/kubectl-agents" "$local_dir/bin/kubectl-agents"
+
 start() { # name, then the command
   local name=$1; shift
   if [ -f "$run/$name.pid" ] && kill -0 "$(cat "$run/$name.pid")" 2>/dev/null; then
@@ -72,6 +75,7 @@ Agent Orchestrator is running on the local control plane; agents use $model.
 A two-level tree of real Claude Code agents (Pods run as local processes on node process-node-0):
   kubectl apply -f examples/local-claude-blueprint.yaml -f examples/tree-job.yaml
   kubectl get agj,ags -w            # planner starts two children; their callbacks resume planner
+  kubectl agents tree planner -w    # the same as a tree (docs/cli.md); kubectl agents logs -f planner
   kubectl get ags planner -o jsonpath='{.status.result}'
 
 Simulated agents (kwok, no processes):

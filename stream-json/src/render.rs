@@ -145,8 +145,11 @@ fn labelled(label: &str, text: &str) -> String {
     let first = lines.next().unwrap_or_default();
     let mut out = format!("{label}: {first}");
     for line in lines {
-        out.push_str("\n  ");
-        out.push_str(line);
+        out.push('\n');
+        if !line.is_empty() {
+            out.push_str("  ");
+            out.push_str(line);
+        }
     }
     out
 }

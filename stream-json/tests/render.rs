@@ -71,3 +71,39 @@ fn the_transcript_of_a_recorded_run_has_its_session_and_result() {
     assert!(is_error);
     assert!(text.contains("scripted failure for the test"), "{text}");
 }
+
+/// Recorded from the real Claude Code CLI (2.1.328) in the README's example tree: the planner's first job (two
+/// start_agent_session calls) and its callback resume; the runner's own log lines are in the stream too and are no
+/// messages.
+#[test]
+fn recorded_planner_runs_read_as_their_tool_calls_and_results() {
+    check(
+        "recorded-planner-start.jsonl",
+        "recorded-planner-start.txt",
+        Rendering::default(),
+    );
+    check(
+        "recorded-planner-resume.jsonl",
+        "recorded-planner-resume.txt",
+        Rendering::default(),
+    );
+    let mut t = Transcript::default();
+    for line in std::fs::read_to_string(fixture("recorded-planner-start.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        t.observe(line);
+    }
+    assert_eq!(
+        t.session_id.as_deref(),
+        Some("8abc421b-e33a-4384-81c6-c95d171aa251")
+    );
+    assert_eq!(
+        t.result,
+        Some((
+            "(local stand-in model) I started 2 child sessions; I continue when they report back."
+                .into(),
+            false
+        ))
+    );
+}
