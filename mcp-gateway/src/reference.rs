@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::{self, Refusal};
 use crate::tools::Gateway;
-use crate::{format, ops, tool_outcomes, validate};
+use crate::{events, format, ops, reach, tool_outcomes, validate};
 
 /// Writes the reference of the served tools to `path`.
 pub fn write(path: &Path) -> anyhow::Result<()> {
@@ -233,6 +233,15 @@ equal to the session the token proves, or the request is refused.\n\
 blueprints carrying every tag are listed.\n\
 - The caller's session becomes `parentSessionName` of the sessions and jobs it starts or resumes; a session \
 cannot start, resume or stop itself.\n\n\
+### What a caller reaches\n\n\
+An agent acts on its own session and the sessions below it (through each session's current parent), or on every \
+session of its namespace when the blueprint of its own session has `scope: Namespace`; a caller without a session \
+of its own reaches its namespace. list_agent_sessions lists what the caller reaches; resume_agent_session, \
+stop_agent_session and get_agent_session_result refuse any other session with one text whether it exists or not, \
+get_agent_session_status answers `not_existent` for it, and delete_all_agent_sessions deletes only what the caller \
+reaches, never its own session. Refusals count in `mcp_gateway_tool_refusals_total` by tool and reason (`{outside}`: \
+the session exists, `{unknown}`: it does not); a refused resume or stop of an existing session is also recorded as \
+a Warning Event `{event}` on it.\n\n\
 ### `--auth header` (local development only)\n\n\
 `X-Agent-Session-Name` is trusted as sent, without a token: anyone who can reach the gateway can act as any \
 session, and the gateway logs a warning at start. A request without the header has no session of its own: it \
@@ -252,6 +261,9 @@ gateway run with `--auth header` on a development setup.\n\n\
         manager = crds::labels::MANAGER,
         session_label = crds::labels::SESSION,
         job_label = crds::labels::JOB,
+        outside = reach::refusal_reason(true),
+        unknown = reach::refusal_reason(false),
+        event = events::REFUSED_REASON,
     );
     for refusal in refusals() {
         let _ = writeln!(

@@ -16,7 +16,8 @@ pub const OUTCOMES: &[Outcome] = &[
     Outcome {
         tool: "delete_all_agent_sessions",
         result: "A sentence: `Deleted N agent sessions and M agent jobs in namespace 'NS'.`, followed by `Your own \
-                 session 'S' was kept.` when the caller has a session. Jobs are deleted first, so running sessions \
+                 session 'S' was kept.` when the caller has a session, and, for an agent confined to its tree, by \
+                 a sentence saying that only the sessions below it were deleted. Jobs are deleted first, so running sessions \
                  are stopped (their parents are called back with a Stopped outcome).",
         errors: &[
             "The API server refused a delete: the error names the object and carries the server's message; \
@@ -29,7 +30,8 @@ pub const OUTCOMES: &[Outcome] = &[
                  without reporting a result.` when it reported none.",
         errors: &[
             "`session_name` is not a valid session name.",
-            "The session does not exist.",
+            "The session does not exist, or it is outside the caller's reach (an agent confined to its tree): one \
+             text for both, so other trees stay unseen.",
             "The session is still running: poll get_agent_session_status until it is `finished`.",
             "The session was stopped before its last run finished (an older run's result is not returned in its \
              place).",
@@ -42,7 +44,9 @@ pub const OUTCOMES: &[Outcome] = &[
         result: "JSON `{\"status\": \"running\" | \"finished\" | \"not_existent\"}`. A session counts as running \
                  while any of its jobs has not ended (a Start job not yet turned into a session included). With \
                  `wait_seconds` above 0 and a session that is not finished, the answer comes as soon as the status \
-                 changes, or with the status at the deadline.",
+                 changes, or with the status at the deadline. A session outside the caller's reach is `not_existent`, \
+                 as a missing one is; for an agent confined to its tree that answer also carries a `message` saying \
+                 where it may look.",
         errors: &[
             "`session_name` is not a valid session name.",
             "`wait_seconds` is outside 0 to 300.",
@@ -78,7 +82,8 @@ pub const OUTCOMES: &[Outcome] = &[
             "`session_name` is the calling session (a session cannot resume itself).",
             "`callback=true` with `async_mode=true` from a caller with no session of its own: there is no one to \
              call back.",
-            "The session does not exist: start it with start_agent_session.",
+            "The session does not exist (start it with start_agent_session), or it is outside the caller's reach: \
+             one text for both.",
             "The API server refused the AgentJob: its admission message.",
             "Sync mode only: the turn did not end within the wait (it keeps running: follow it with \
              get_agent_session_status), its job was deleted (stopped) first, or it failed (reason, error and \
@@ -114,7 +119,7 @@ pub const OUTCOMES: &[Outcome] = &[
         errors: &[
             "`session_name` is not a valid session name.",
             "`session_name` is the calling session (a session cannot stop itself).",
-            "The session does not exist.",
+            "The session does not exist, or it is outside the caller's reach: one text for both.",
             "The API server refused a delete: its message.",
         ],
     },
