@@ -64,7 +64,8 @@ pub struct Config {
     )]
     pub lease_duration_seconds: u64,
 
-    /// Identity of this replica in the Lease (default: the host name and PID).
+    /// Identity of this replica in the Lease (default: the Pod name from POD_NAME, else HOSTNAME, else
+    /// `agent-operator`; no PID, so a restarted container takes its own lease back at once).
     #[arg(long, env = "AGENT_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
 
