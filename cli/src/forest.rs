@@ -130,7 +130,8 @@ fn line(n: &Node, style: Style) -> String {
         parts.push(format!("running {job}"));
     }
     if n.callbacks_waiting > 0 {
-        parts.push(format!("{} callbacks waiting", n.callbacks_waiting));
+        let s = if n.callbacks_waiting == 1 { "" } else { "s" };
+        parts.push(format!("{} callback{s} waiting", n.callbacks_waiting));
     }
     parts.push(format!("jobs {}", n.jobs));
     if let Some(created) = n

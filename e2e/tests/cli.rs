@@ -113,6 +113,27 @@ fn golden(name: &str, got: &str) {
     assert_eq!(got, want, "tree differs from {}", path.display());
 }
 
+/// What `logs` of the README's planner must show: a start_agent_session call per child, each child's callback in
+/// a resume prompt, and the final summary.
+fn assert_conversation(logs: &Run) {
+    for child in ["haiku-writer", "limerick-writer"] {
+        let call = logs.stdout.lines().any(|l| {
+            l.starts_with("tool call: mcp__agents__start_agent_session ")
+                && l.contains(&format!("\"session_name\":\"{child}\""))
+        });
+        assert!(call, "no start_agent_session call for {child}:\n{logs}");
+        assert!(
+            logs.stdout
+                .contains(&format!("child agent session \"{child}\"")),
+            "no callback message from {child}:\n{logs}"
+        );
+    }
+    assert!(
+        logs.stdout.contains("My children reported back"),
+        "the final result:\n{logs}"
+    );
+}
+
 /// The README's example (examples/ applied as they are, the demo model behind the Secret and ConfigMap
 /// "anthropic"), shown by `kubectl agents` while and after it runs.
 #[tokio::test]
@@ -144,7 +165,11 @@ async fn kubectl_agents_shows_the_readme_tree_and_its_conversations() {
         }
 
         // Started at once, before the session exists: it waits for it, redraws, and ends when the tree is done.
-        let watched = agents(&ns, &["tree", "planner", "-w", "--until-idle"]).await;
+        // `logs -f` beside it follows the planner's jobs as they come, and ends with the tree as well.
+        let (watched, followed) = tokio::join!(
+            agents(&ns, &["tree", "planner", "-w", "--until-idle"]),
+            agents(&ns, &["logs", "planner", "-f", "--full"]),
+        );
         assert_eq!(watched.code, Some(0), "{watched}");
         let frames: Vec<&str> = watched.stdout.split("\n\n").collect();
         assert!(frames.len() > 1, "one frame per change: {watched}");
@@ -182,31 +207,19 @@ async fn kubectl_agents_shows_the_readme_tree_and_its_conversations() {
             golden(file, &masked);
         }
 
-        // The planner's conversation: its tool calls, and the callback message it was resumed with.
+        // The planner's conversation, followed and read back after: its tool calls, and the callback message it was
+        // resumed with.
+        assert_eq!(followed.code, Some(0), "{followed}");
+        assert_conversation(&followed);
         let logs = agents(&ns, &["logs", "planner", "--full"]).await;
         assert_eq!(logs.code, Some(0), "{logs}");
-        for child in ["haiku-writer", "limerick-writer"] {
-            let call = logs.stdout.lines().any(|l| {
-                l.starts_with("tool call: mcp__agents__start_agent_session ")
-                    && l.contains(&format!("\"session_name\":\"{child}\""))
-            });
-            assert!(call, "no start_agent_session call for {child}:\n{logs}");
-            assert!(
-                logs.stdout
-                    .contains(&format!("child agent session \"{child}\"")),
-                "no callback message from {child}:\n{logs}"
-            );
-        }
+        assert_conversation(&logs);
         assert!(
             logs.stdout
                 .contains("=== planner-start (Start, Succeeded) ==="),
             "{logs}"
         );
         assert!(logs.stdout.contains("(Resume, Succeeded) ==="), "{logs}");
-        assert!(
-            logs.stdout.contains("My children reported back"),
-            "the final result:\n{logs}"
-        );
         // The raw stream is Claude Code's own JSON.
         let raw = agents(&ns, &["logs", "planner", "--job", "planner-start", "--raw"]).await;
         assert!(raw.stdout.contains(r#""type":"assistant""#), "{raw}");
