@@ -3,7 +3,8 @@
 //! operator's own agent Pods.
 //!
 //! One namespace holds two trees (root a with child a1, root b with child b1), a session k started with kubectl and
-//! an orchestrator n whose blueprint has `scope: Namespace`.
+//! an orchestrator n whose blueprint has `scope: Namespace`. A second gateway in `--auth header` mode checks that
+//! development callers follow the same rule.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -292,6 +293,25 @@ async fn agents_reach_their_own_tree_and_a_namespace_scope_agent_adopts_another(
             s.and_then(|s| s.status.as_ref()?.parent_session_name.as_deref()) == Some("n")
         })
         .await;
+
+        // --auth header (development): the session the header names is confined the same way (b now reaches b1
+        // below it, not n above it, nor a); a client without the header has no session and reaches the namespace.
+        let dev = Gateway::start(&[&format!("--namespace={ns}"), "--auth=header"]).await;
+        let as_b = McpClient::new(dev.url()).header("X-Agent-Session-Name", "b");
+        let results = as_b
+            .run(vec![
+                call("list_agent_sessions", json!({"response_format": "json"})),
+                call("stop_agent_session", json!({"session_name": "a"})),
+            ])
+            .await
+            .expect("client session");
+        assert_eq!(listed(&results[0]), ["b", "b1"]);
+        assert!(error_text(&results[1]).contains("outside your reach"), "{}", results[1]);
+        let anonymous = McpClient::new(dev.url())
+            .run(vec![call("list_agent_sessions", json!({"response_format": "json"}))])
+            .await
+            .expect("client session");
+        assert_eq!(listed(&anonymous[0]), ["a", "b", "b1", "k", "n"]);
     })
     .await;
 }
