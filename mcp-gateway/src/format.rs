@@ -3,7 +3,7 @@
 
 use crds::{AgentBlueprint, AgentSession};
 use kube::ResourceExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::domain::SessionState;
@@ -21,7 +21,9 @@ pub fn truncate_response(text: String) -> String {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseFormat {
     #[default]
