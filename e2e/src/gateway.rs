@@ -96,12 +96,29 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The value of one Prometheus sample (by its exact name and labels), 0 when absent.
+    /// The value of one Prometheus sample (by its exact name and labels). Panics when /metrics cannot be read or
+    /// has no such sample: an absent sample is not a zero (a renamed metric or label would read as one). For
+    /// "none yet", see `samples`.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let (_, body) = http(self.addr, "GET", "/metrics", &[], b"").await;
+        let body = self.metrics_text().await;
         body.lines()
             .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-            .unwrap_or(0.0)
+            .unwrap_or_else(|| panic!("no sample {sample} in the gateway's /metrics:\n{body}"))
+    }
+
+    /// Every sample of the metric `name` (e.g. `mcp_gateway_callers_total`), by label set (`{by="token",...}`,
+    /// or "" without labels). Panics when /metrics cannot be read or does not declare the metric, so an empty map
+    /// means a metric that exists and has counted nothing yet.
+    pub async fn samples(&self, name: &str) -> BTreeMap<String, f64> {
+        let body = self.metrics_text().await;
+        parse_samples(&body, name)
+            .unwrap_or_else(|| panic!("the gateway's /metrics declares no {name}:\n{body}"))
+    }
+
+    async fn metrics_text(&self) -> String {
+        let (code, body) = http(self.addr, "GET", "/metrics", &[], b"").await;
+        assert_eq!(code, 200, "the gateway's /metrics: {body}");
+        body
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -120,6 +137,35 @@ impl Drop for Gateway {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// The samples of metric `name` in Prometheus or OpenMetrics text, by label set; `None` when the text does not
+/// declare it (its `# TYPE` line, which OpenMetrics writes without a counter's `_total`).
+pub fn parse_samples(text: &str, name: &str) -> Option<BTreeMap<String, f64>> {
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    let declared = text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|l| l.split_whitespace().next())
+            .is_some_and(|n| n == name || n == family)
+    });
+    if !declared {
+        return None;
+    }
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            let labels = labels.trim();
+            (labels.is_empty() || labels.starts_with('{')).then_some(())?;
+            let value = value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("unreadable sample: {l}"));
+            Some((labels.to_string(), value))
+        })
+        .collect();
+    Some(samples)
 }
 
 /// Installs the CRDs (idempotent) and waits until the API serves them.
@@ -512,5 +558,29 @@ pub async fn wait_for_object(
             "timed out after {timeout:?} waiting for {kind} {name}; last seen: {:#?}",
             objects.get_opt(name).await.ok().flatten()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_of_a_declared_metric_by_label_set() {
+        let text = "# HELP mcp_gateway_callers MCP requests accepted.\n# TYPE mcp_gateway_callers counter\n\
+                    mcp_gateway_callers_total{by=\"token\",header=\"present\"} 3\n\
+                    mcp_gateway_callers_total_extra 9\n\
+                    # TYPE mcp_gateway_auth_refusals counter\n# EOF\n";
+        let callers = parse_samples(text, "mcp_gateway_callers_total").unwrap();
+        assert_eq!(
+            callers,
+            BTreeMap::from([("{by=\"token\",header=\"present\"}".to_string(), 3.0)])
+        );
+        assert_eq!(
+            parse_samples(text, "mcp_gateway_auth_refusals_total"),
+            Some(BTreeMap::new()),
+            "declared, nothing counted yet"
+        );
+        assert_eq!(parse_samples(text, "mcp_gateway_callers_count"), None);
     }
 }

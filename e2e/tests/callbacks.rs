@@ -15,13 +15,11 @@ fn callback_state(job: Option<&AgentJob>) -> Option<CallbackState> {
     job.and_then(|j| j.status.as_ref()?.callback.as_ref().map(|c| c.state))
 }
 
-async fn queue_len(api: &Api<AgentSession>, name: &str) -> usize {
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|s| s.status)
-        .map(|s| s.callback_queue.len())
-        .unwrap_or(0)
+/// The length of the session's callback queue; `None` when the session or its status cannot be read (which is
+/// not an empty queue).
+async fn queue_len(api: &Api<AgentSession>, name: &str) -> Option<usize> {
+    let session = api.get(name).await.ok()?;
+    Some(session.status?.callback_queue.len())
 }
 
 /// Starts session `name` and leaves its Pod running (busy) or finishes it (idle).
@@ -58,7 +56,7 @@ async fn an_idle_parent_is_resumed_with_its_childs_result() {
         assert_eq!(delivered_jobs(&resume), ["c1"]);
         assert_eq!(deliveries(&jobs, "boss").await.len(), 1);
         wait_pod(&pods, &by).await;
-        assert_eq!(queue_len(&sessions, "boss").await, 0);
+        assert_eq!(queue_len(&sessions, "boss").await, Some(0));
     })
     .await;
 }
@@ -82,7 +80,7 @@ async fn a_busy_parent_gets_one_aggregated_resume_in_arrival_order() {
         for (i, c) in order.iter().enumerate() {
             succeed_pod(&pods, c, &format!("result of {c}")).await;
             eventually("the callback in the queue", TIMEOUT, || async {
-                (queue_len(&sessions, "boss").await == i + 1).then_some(())
+                (queue_len(&sessions, "boss").await == Some(i + 1)).then_some(())
             })
             .await;
         }
@@ -127,7 +125,7 @@ async fn a_busy_parent_gets_one_aggregated_resume_in_arrival_order() {
         for c in order {
             assert!(prompt.contains(&format!("result of {c}")));
         }
-        assert_eq!(queue_len(&sessions, "boss").await, 0);
+        assert_eq!(queue_len(&sessions, "boss").await, Some(0));
     })
     .await;
 }
@@ -223,7 +221,7 @@ async fn callbacks_to_a_missing_or_deleted_parent_are_dropped_with_a_reason() {
         wait_pod(&pods, "waits").await;
         succeed_pod(&pods, "waits", "too late").await;
         eventually("queued", TIMEOUT, || async {
-            (queue_len(&sessions, "boss").await == 1).then_some(())
+            (queue_len(&sessions, "boss").await == Some(1)).then_some(())
         })
         .await;
         sessions
@@ -312,7 +310,7 @@ async fn chaos_every_callback_is_delivered_exactly_once_across_operator_kills() 
             (delivered == N).then_some(())
         })
         .await;
-        eventually("the parent's queue drained", Duration::from_secs(60), || async { (queue_len(&sessions, "boss").await == 0).then_some(()) }).await;
+        eventually("the parent's queue drained", Duration::from_secs(60), || async { (queue_len(&sessions, "boss").await == Some(0)).then_some(()) }).await;
         let mut seen = std::collections::HashMap::<String, usize>::new();
         for d in deliveries(&jobs, "boss").await {
             for c in delivered_jobs(&d) {

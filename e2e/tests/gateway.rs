@@ -4,7 +4,7 @@
 //! `e2e::gateway::finish_job`: job status written with server-side apply on the status subresource) and creates
 //! AgentSessions directly, as a user may. Operator-backed variants live with the operator's tests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use e2e::gateway::{
@@ -268,7 +268,11 @@ async fn refused_callers_create_nothing() {
             .run(start())
             .await;
         let err = err.expect_err("a deleted Pod's token is refused");
-        assert!(err.contains("Refused"), "{err}");
+        // Refused as a token that is no longer valid, not as a check that could not be made right now.
+        assert!(
+            err.contains("Refused by mcp-gateway: the bearer token was not accepted"),
+            "{err}"
+        );
 
         // A token of a Pod that is not an agent's.
         let stranger = plain_pod(&client, &ns, "stranger", Default::default()).await;
@@ -286,21 +290,20 @@ async fn refused_callers_create_nothing() {
             job_names(&client, &ns).await.is_empty(),
             "a refused call created a job"
         );
-        assert!(
-            gw.metric(r#"mcp_gateway_auth_refusals_total{reason="session_mismatch"}"#)
-                .await
-                >= 1.0
-        );
-        assert!(
-            gw.metric(r#"mcp_gateway_auth_refusals_total{reason="missing_token"}"#)
-                .await
-                >= 1.0
-        );
-        assert!(
-            gw.metric(r#"mcp_gateway_auth_refusals_total{reason="invalid_token"}"#)
-                .await
-                >= 1.0
-        );
+        // Per case above, by its reason (three invalid tokens: foreign audience, tampered, deleted Pod), and no
+        // other refusal. Each refused client sends two requests before it gives up (the SDK's auto mode tries its
+        // handshake twice), each refused.
+        let refusals = gw.samples("mcp_gateway_auth_refusals_total").await;
+        let want: BTreeMap<String, f64> = [
+            ("invalid_token", 6.0),
+            ("missing_token", 2.0),
+            ("not_an_agent_pod", 2.0),
+            ("session_mismatch", 2.0),
+        ]
+        .into_iter()
+        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n))
+        .collect();
+        assert_eq!(refusals, want, "refusals by reason");
 
         // The same token with its own session's header is accepted.
         let ok = McpClient::new(gw.url())
@@ -353,7 +356,11 @@ async fn bad_arguments_are_tool_errors_and_create_nothing() {
         }
         assert_eq!(parse(&ok_text(&results[10]))["status"], "not_existent");
         assert!(job_names(&client, &ns).await.is_empty(), "a bad call created a job");
-        assert!(gw.metric(r#"mcp_gateway_tool_calls_total{tool="start_agent_session",outcome="error"}"#).await >= 5.0);
+        assert_eq!(
+            gw.metric(r#"mcp_gateway_tool_calls_total{tool="start_agent_session",outcome="error"}"#).await,
+            5.0,
+            "the five bad starts above"
+        );
     })
     .await;
 }
@@ -511,12 +518,7 @@ async fn status_waits_for_the_end_and_result_returns_the_reported_text() {
             parse(&ok_text(&outcome.expect("client session")[0]))["status"],
             "finished"
         );
-        let latency = answered.duration_since(ended);
-        eprintln!("get_agent_session_status answered {latency:?} after the job ended");
-        assert!(
-            latency < Duration::from_secs(10),
-            "status waited {latency:?} after the job ended"
-        );
+        assert!(answered > ended, "status answered before the job ended");
 
         let results = mcp
             .run(vec![call(
@@ -657,12 +659,13 @@ async fn two_replicas_behind_one_address_serve_one_client_session() {
         let counts = proxy.counts();
         assert!(counts.iter().all(|&c| c >= 3), "both replicas must serve the session: {counts:?}");
         assert_eq!(job_names(&client, &ns).await.len(), 2);
+        // How the calls split between the replicas is the proxy's round robin over the SDK's requests; each
+        // served some, and none failed.
         for gw in [&one, &two] {
-            assert!(gw.metric(r#"mcp_gateway_tool_calls_total{tool="get_agent_session_status",outcome="ok"}"#).await
-                + gw.metric(r#"mcp_gateway_tool_calls_total{tool="start_agent_session",outcome="ok"}"#).await
-                + gw.metric(r#"mcp_gateway_tool_calls_total{tool="list_agent_sessions",outcome="ok"}"#).await
-                + gw.metric(r#"mcp_gateway_tool_calls_total{tool="list_agent_blueprints",outcome="ok"}"#).await
-                >= 1.0, "replica {} served no tool call", gw.addr);
+            let calls = gw.samples("mcp_gateway_tool_calls_total").await;
+            let ok: f64 = calls.iter().filter(|(labels, _)| labels.contains(r#"outcome="ok""#)).map(|(_, n)| n).sum();
+            assert!(ok > 0.0, "replica {} served no tool call: {calls:?}", gw.addr);
+            assert!(calls.keys().all(|labels| labels.contains(r#"outcome="ok""#)), "replica {}: {calls:?}", gw.addr);
         }
     })
     .await;

@@ -173,16 +173,25 @@ async fn resumes_created_at_once_run_one_after_the_other() {
         succeed_pod(&pods, "s", "ok").await;
         wait_job(&jobs, "s", JobPhase::Succeeded).await;
 
-        // Watch every Pod of the namespace and remember the most that were alive (not ended) at once.
+        // Watch every Pod of the namespace and remember the most that were alive (not ended) at once. A watch
+        // error fails the test: a watch that stopped early would see no overlap.
         let most = Arc::new(Mutex::new(0usize));
+        let watch_error: Arc<Mutex<Option<String>>> = Arc::default();
         let watch = {
-            let (pods, most) = (pods.clone(), most.clone());
+            let (pods, most, watch_error) = (pods.clone(), most.clone(), watch_error.clone());
             tokio::spawn(async move {
                 let mut alive = HashSet::new();
                 let mut stream = watcher(pods, watcher::Config::default())
                     .applied_objects()
                     .boxed();
-                while let Some(Ok(pod)) = stream.next().await {
+                while let Some(event) = stream.next().await {
+                    let pod = match event {
+                        Ok(pod) => pod,
+                        Err(e) => {
+                            *watch_error.lock().unwrap() = Some(e.to_string());
+                            return;
+                        }
+                    };
                     let ended = matches!(
                         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
                         Some("Succeeded" | "Failed")
@@ -230,6 +239,9 @@ async fn resumes_created_at_once_run_one_after_the_other() {
             left.retain(|n| *n != running);
         }
         watch.abort();
+        if let Some(e) = watch_error.lock().unwrap().clone() {
+            panic!("the Pod watch failed, so overlapping Pods may have gone unseen: {e}");
+        }
         assert_eq!(
             *most.lock().unwrap(),
             1,

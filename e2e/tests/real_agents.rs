@@ -246,19 +246,19 @@ async fn a_claude_parent_starts_a_child_and_is_resumed_with_its_result() {
 
         // Every MCP request carried the caller's own session name and a token the gateway accepted (a header
         // naming another session, or a bad token, is refused and counted as such).
-        let accepted = stack
-            .gateway
-            .metric(r#"mcp_gateway_callers_total{by="token",header="present"}"#)
-            .await;
-        assert!(
-            accepted >= 2.0,
-            "verified requests with the session header: {accepted}"
+        // All of them, by label set: a request without the header, or a renamed label, shows as another set.
+        let callers = stack.gateway.samples("mcp_gateway_callers_total").await;
+        let present = r#"{by="token",header="present"}"#;
+        assert_eq!(
+            callers.keys().collect::<Vec<_>>(),
+            [present],
+            "accepted requests by how the caller was identified: {callers:?}"
         );
-        let without_header = stack
-            .gateway
-            .metric(r#"mcp_gateway_callers_total{by="token",header="absent"}"#)
-            .await;
-        assert_eq!(without_header, 0.0, "requests without X-Agent-Session-Name");
+        // How many requests Claude Code's MCP client makes (initialize, list, calls) is its own business.
+        assert!(
+            callers[present] >= 2.0,
+            "verified requests with the session header: {callers:?}"
+        );
         let logs = stack.gateway.logs();
         assert!(
             !logs.contains("refused"),

@@ -213,9 +213,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_gateway_is_given_up_within_the_budget() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/r", listener.local_addr().unwrap());
-        drop(listener);
+        // A port bound but not listening refuses connections, and stays ours for the whole test (a listener
+        // dropped before the test would free the port for any other process to take).
+        let unreachable = tokio::net::TcpSocket::new_v4().unwrap();
+        unreachable.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://{}/r", unreachable.local_addr().unwrap());
         let retry = Retry {
             budget: Duration::from_millis(200),
             ..quick()
@@ -228,7 +230,8 @@ mod tests {
         )
         .await
         .expect("still retrying well past the budget");
-        assert!(matches!(reported, Reported::GaveUp(_)));
+        assert!(matches!(reported, Reported::GaveUp(_)), "{reported:?}");
+        drop(unreachable);
     }
 
     #[test]
