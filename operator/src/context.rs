@@ -13,6 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::controller::index::JobIndex;
 use crate::domain::pod::PodDefaults;
 use crate::freshness::Freshness;
 use crate::metrics::Metrics;
@@ -27,6 +28,8 @@ pub struct Context {
     pub sessions: Store<AgentSession>,
     pub pods: Store<Pod>,
     pub blueprints: Store<AgentBlueprint>,
+    /// Jobs by session and by parent, beside `jobs` (see `controller::index`).
+    pub index: std::sync::Arc<JobIndex>,
     events: mpsc::UnboundedSender<(Event, ObjectReference)>,
     pub metrics: Metrics,
     pub freshness: Freshness,
@@ -45,6 +48,7 @@ impl Context {
             Store<Pod>,
             Store<AgentBlueprint>,
         ),
+        index: std::sync::Arc<JobIndex>,
         metrics: Metrics,
     ) -> Self {
         let reporter = Reporter {
@@ -69,6 +73,7 @@ impl Context {
             sessions: stores.1,
             pods: stores.2,
             blueprints: stores.3,
+            index,
             metrics,
             freshness: Freshness::default(),
             backoff: Backoff::default(),
@@ -110,6 +115,16 @@ impl Context {
             obj.meta().uid.as_deref(),
             obj.meta().resource_version.as_deref(),
         )
+    }
+
+    /// The jobs that run on session `name`.
+    pub fn jobs_of(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentJob>> {
+        self.index.jobs_of(&self.jobs, ns, name)
+    }
+
+    /// The jobs with `callback: true` whose parent is named `name`.
+    pub fn children_of(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentJob>> {
+        self.index.children_of(&self.jobs, ns, name)
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {

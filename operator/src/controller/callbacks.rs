@@ -62,11 +62,8 @@ fn now() -> Time {
 
 /// The parent's delivery jobs, from the store.
 fn delivery_jobs(ctx: &Context, parent: &AgentSession) -> Vec<Arc<AgentJob>> {
-    let (ns, name) = (parent.namespace(), parent.name_any());
-    ctx.jobs
-        .state()
+    ctx.jobs_of(&parent.namespace().unwrap_or_default(), &parent.name_any())
         .into_iter()
-        .filter(|j| j.namespace() == ns && j.spec.session_name == name)
         .filter(|j| {
             j.labels()
                 .get(labels::CALLBACK_DELIVERY)
@@ -74,6 +71,11 @@ fn delivery_jobs(ctx: &Context, parent: &AgentSession) -> Vec<Arc<AgentJob>> {
                 == Some("true")
         })
         .collect()
+}
+
+/// The jobs that name `parent` as the parent to call back, from the store.
+fn children(ctx: &Context, parent: &AgentSession) -> Vec<Arc<AgentJob>> {
+    ctx.children_of(&parent.namespace().unwrap_or_default(), &parent.name_any())
 }
 
 fn outcome(job: &AgentJob) -> CallbackOutcome {
@@ -113,9 +115,7 @@ pub async fn enqueue(ctx: &Context, parent: Arc<AgentSession>) -> Result<Arc<Age
         .iter()
         .flat_map(|j| delivered_uids(j))
         .collect();
-    let mut ready: Vec<Arc<AgentJob>> = ctx
-        .jobs
-        .state()
+    let mut ready: Vec<Arc<AgentJob>> = children(ctx, &parent)
         .into_iter()
         .filter(|j| calls_back(j, &parent) && ended(j) && !settled(j))
         .filter(|j| {
@@ -398,9 +398,7 @@ pub async fn mark_delivered(
         .flat_map(|s| s.callback_queue.iter().map(|e| e.child_job_uid.clone()))
         .collect();
     let deliveries = delivery_jobs(ctx, parent);
-    let children: Vec<Arc<AgentJob>> = ctx
-        .jobs
-        .state()
+    let children: Vec<Arc<AgentJob>> = children(ctx, parent)
         .into_iter()
         .map(|j| match fresh.get(&j.uid().unwrap_or_default()) {
             Some(written) => Arc::new(written.clone()),

@@ -5,19 +5,21 @@
 //! older than the change that triggered it. The job and session controllers read every store.
 
 pub mod callbacks;
+pub mod index;
 pub mod job;
 pub mod session;
 pub mod triggers;
+pub mod trim;
 pub mod workspace;
 
 use std::sync::Arc;
 
 use crds::{AgentBlueprint, AgentJob, AgentSession, labels};
 use futures::channel::mpsc;
-use futures::{FutureExt, Stream, StreamExt, future, stream};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -38,7 +40,14 @@ where
 }
 
 /// A store fed by a watch, and the stream of changed (or deleted) objects, each yielded after the store has it.
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Stream<Item = K>)
+/// `trim` cuts each object down to what the operator reads before the store keeps it (see `trim`); `record` applies
+/// each event to the store (and whatever must change with it, see `index`).
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    mut record: impl FnMut(&mut Writer<K>, &watcher::Event<K>) + Send + 'static,
+) -> (Store<K>, impl Stream<Item = K>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -48,8 +57,13 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = reflector::store();
-    let changes = reflector::reflector(writer, watcher(api, config))
+    let (store, mut writer) = reflector::store();
+    let changes = watcher(api, config)
+        .modify(trim)
+        .map_ok(move |event| {
+            record(&mut writer, &event);
+            event
+        })
         .default_backoff()
         .touched_objects()
         .filter_map(|r| {
@@ -62,6 +76,10 @@ where
             })
         });
     (store, changes)
+}
+
+fn plain<K: Resource<DynamicType = ()> + Clone>(writer: &mut Writer<K>, event: &watcher::Event<K>) {
+    writer.apply_watcher_event(event);
 }
 
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action
@@ -139,10 +157,29 @@ pub async fn run_until(
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
 
-    let (jobs, job_changes) = reflect(api::<AgentJob>(&client, ns), all.clone());
-    let (sessions, session_changes) = reflect(api::<AgentSession>(&client, ns), all.clone());
-    let (pods, pod_changes) = reflect(api::<Pod>(&client, ns), ours);
-    let (blueprints, blueprint_changes) = reflect(api::<AgentBlueprint>(&client, ns), all);
+    let job_index = Arc::new(index::JobIndex::default());
+    let (jobs, job_changes) = {
+        let job_index = job_index.clone();
+        reflect(
+            api::<AgentJob>(&client, ns),
+            all.clone(),
+            trim::job,
+            move |writer, event| index::record(&job_index, writer, event),
+        )
+    };
+    let (sessions, session_changes) = reflect(
+        api::<AgentSession>(&client, ns),
+        all.clone(),
+        trim::session,
+        plain,
+    );
+    let (pods, pod_changes) = reflect(api::<Pod>(&client, ns), ours, trim::pod, plain);
+    let (blueprints, blueprint_changes) = reflect(
+        api::<AgentBlueprint>(&client, ns),
+        all,
+        trim::blueprint,
+        plain,
+    );
 
     let (job_tx, job_rx) = mpsc::unbounded::<ObjectRef<AgentJob>>();
     let (session_tx, session_rx) = mpsc::unbounded::<ObjectRef<AgentSession>>();
@@ -154,11 +191,16 @@ pub async fn run_until(
     };
 
     let dispatch_jobs = {
-        let (job_tx, session_tx, jobs) = (job_tx.clone(), session_tx.clone(), jobs.clone());
+        let (job_tx, session_tx, jobs, index) = (
+            job_tx.clone(),
+            session_tx.clone(),
+            jobs.clone(),
+            job_index.clone(),
+        );
         job_changes.for_each(move |job| {
             let (me, sessions) = triggers::of_job(&job);
             send_job(&job_tx, me);
-            triggers::waiting_for_start(&job, &jobs)
+            triggers::waiting_for_start(&job, &index, &jobs)
                 .into_iter()
                 .for_each(|j| send_job(&job_tx, j));
             sessions
@@ -168,9 +210,14 @@ pub async fn run_until(
         })
     };
     let dispatch_sessions = {
-        let (job_tx, session_tx, jobs) = (job_tx.clone(), session_tx.clone(), jobs.clone());
+        let (job_tx, session_tx, jobs, index) = (
+            job_tx.clone(),
+            session_tx.clone(),
+            jobs.clone(),
+            job_index.clone(),
+        );
         session_changes.for_each(move |session| {
-            let (me, waiting) = triggers::of_session(&session, &jobs);
+            let (me, waiting) = triggers::of_session(&session, &index, &jobs);
             send_session(&session_tx, me);
             waiting.into_iter().for_each(|j| send_job(&job_tx, j));
             future::ready(())
@@ -198,6 +245,7 @@ pub async fn run_until(
             pods.clone(),
             blueprints.clone(),
         ),
+        job_index.clone(),
         metrics,
     ));
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job

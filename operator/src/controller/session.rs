@@ -23,12 +23,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 /// The jobs naming `session`, from the store.
 pub fn jobs_of(ctx: &Context, session: &AgentSession) -> Vec<Arc<AgentJob>> {
-    let (ns, name) = (session.namespace(), session.name_any());
-    ctx.jobs
-        .state()
-        .into_iter()
-        .filter(|j| j.spec.session_name == name && j.namespace() == ns)
-        .collect()
+    ctx.jobs_of(
+        &session.namespace().unwrap_or_default(),
+        &session.name_any(),
+    )
 }
 
 #[instrument(skip_all, fields(session = %session.name_any(), ns = session.namespace().unwrap_or_default()))]

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::index::JobIndex;
 use crate::domain::callback::rules::state;
 use crate::domain::lineage::recorded_parent;
 use crate::domain::order::{is_deleting, is_finished};
@@ -29,7 +30,11 @@ pub fn of_job(job: &AgentJob) -> (ObjectRef<AgentJob>, Vec<ObjectRef<AgentSessio
 
 /// A Start job that ended (or is being deleted) without ever making its session concerns the children waiting for
 /// that session: with no Start job pending, a child that has ended drops its callback (`ParentNotFound`).
-pub fn waiting_for_start(job: &AgentJob, jobs: &Store<AgentJob>) -> Vec<ObjectRef<AgentJob>> {
+pub fn waiting_for_start(
+    job: &AgentJob,
+    index: &JobIndex,
+    jobs: &Store<AgentJob>,
+) -> Vec<ObjectRef<AgentJob>> {
     let made_session = job
         .status
         .as_ref()
@@ -41,15 +46,14 @@ pub fn waiting_for_start(job: &AgentJob, jobs: &Store<AgentJob>) -> Vec<ObjectRe
     {
         return Vec::new();
     }
-    let ns = job.namespace();
-    jobs.state()
+    index
+        .children_of(
+            jobs,
+            &job.namespace().unwrap_or_default(),
+            &job.spec.session_name,
+        )
         .into_iter()
-        .filter(|j| {
-            j.spec.callback
-                && j.namespace() == ns
-                && j.spec.parent_session_name.as_deref() == Some(job.spec.session_name.as_str())
-                && recorded_parent(j).is_none()
-        })
+        .filter(|j| recorded_parent(j).is_none())
         .map(|j| ObjectRef::from_obj(j.as_ref()))
         .collect()
 }
@@ -58,24 +62,24 @@ pub fn waiting_for_start(job: &AgentJob, jobs: &Store<AgentJob>) -> Vec<ObjectRe
 /// session they wait for may exist now).
 pub fn of_session(
     session: &AgentSession,
+    index: &JobIndex,
     jobs: &Store<AgentJob>,
 ) -> (ObjectRef<AgentSession>, Vec<ObjectRef<AgentJob>>) {
-    let (ns, name) = (session.namespace(), session.name_any());
-    let waiting = jobs
-        .state()
+    let (ns, name) = (session.namespace().unwrap_or_default(), session.name_any());
+    let runs_on_it = index
+        .jobs_of(jobs, &ns, &name)
         .into_iter()
-        .filter(|j| j.namespace() == ns)
-        .filter(|j| {
-            let runs_on_it = j.spec.session_name == name && !is_finished(j);
-            // Children whose callback is not yet delivered: a parent that disappears makes them drop it.
-            let calls_it_back = j.spec.callback
-                && j.spec.parent_session_name.as_deref() == Some(name.as_str())
-                && !matches!(
-                    state(j),
-                    Some(CallbackState::Delivered | CallbackState::Dropped)
-                );
-            runs_on_it || calls_it_back
-        })
+        .filter(|j| !is_finished(j));
+    // Children whose callback is not yet delivered: a parent that appears binds them, one that disappears makes
+    // them drop it.
+    let calls_it_back = index.children_of(jobs, &ns, &name).into_iter().filter(|j| {
+        !matches!(
+            state(j),
+            Some(CallbackState::Delivered | CallbackState::Dropped)
+        )
+    });
+    let waiting = runs_on_it
+        .chain(calls_it_back)
         .map(|j| ObjectRef::from_obj(j.as_ref()))
         .collect();
     (ObjectRef::from_obj(session), waiting)

@@ -142,13 +142,10 @@ pub(super) async fn resume_session(
     };
     let Some(session) = session else {
         // A Start job for that name may be about to create it (both created at once): wait for it rather than fail.
-        let start_pending = ctx.jobs.state().iter().any(|j| {
-            j.namespace().as_deref() == Some(ns.as_str())
-                && j.spec.job_type == JobType::Start
-                && &j.spec.session_name == name
-                && !is_finished(j)
-                && !is_deleting(j)
-        });
+        let start_pending = ctx
+            .jobs_of(&ns, name)
+            .iter()
+            .any(|j| j.spec.job_type == JobType::Start && !is_finished(j) && !is_deleting(j));
         return Ok(if start_pending {
             Bound::Wait(
                 "WaitingForSession",

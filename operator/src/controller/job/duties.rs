@@ -148,14 +148,9 @@ async fn binding_of(job: &AgentJob, ctx: &Context, fresh: bool) -> Result<Bindin
             .map(Arc::new)
             .collect(),
         None => ctx
-            .jobs
-            .state()
+            .jobs_of(&ns, name)
             .into_iter()
-            .filter(|j| {
-                j.spec.job_type == JobType::Start
-                    && &j.spec.session_name == name
-                    && j.namespace().as_deref() == Some(ns.as_str())
-            })
+            .filter(|j| j.spec.job_type == JobType::Start)
             .collect(),
     };
     let starts: Vec<&AgentJob> = starts.iter().map(|j| j.as_ref()).collect();
