@@ -104,11 +104,7 @@ pub(super) fn lifecycle(
     }
 }
 
-pub(super) async fn write(
-    job: &AgentJob,
-    ctx: &Context,
-    status: AgentJobStatus,
-) -> Result<()> {
+pub(super) async fn write(job: &AgentJob, ctx: &Context, status: AgentJobStatus) -> Result<()> {
     let api: Api<AgentJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     ctx.metrics.write("agentjobs/status", "apply");
