@@ -893,6 +893,13 @@ const GATEWAY: &[Grant] = &[
         Scope::Cluster,
     ),
     (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        None,
+        &["create"],
+        Scope::Cluster,
+    ),
+    (
         "events.k8s.io",
         "events",
         None,
