@@ -54,6 +54,9 @@ mod duties;
 mod run;
 mod status;
 
+#[cfg(test)]
+mod scenarios;
+
 use binding::*;
 use duties::*;
 use run::*;
