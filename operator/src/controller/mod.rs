@@ -4,7 +4,11 @@
 //! the store, then is mapped (see `triggers`) to the reconciles it calls for, so a reconcile never runs on a store
 //! older than the change that triggered it. The job and session controllers read every store.
 
+#[cfg(test)]
+mod callback_scenarios;
 pub mod callbacks;
+#[cfg(test)]
+mod fake_api;
 pub mod index;
 pub mod job;
 pub mod session;

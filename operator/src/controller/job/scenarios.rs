@@ -1,26 +1,12 @@
 //! Scenario tests of the job reconcile against a mocked API server (tower-test): what it asks the server, and what
 //! it does with the answers (a Pod refused with 422, a Pod that already exists, a status write that conflicts).
 
-use std::sync::{Arc, Mutex};
-
-use http::{Request, Response};
-use kube::client::Body;
-use kube::runtime::reflector::store;
-use kube::runtime::watcher::Event;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
-use crate::controller::index::{JobIndex, record};
+use crate::controller::fake_api::{context, requests, status, with_status};
 use crate::domain::fixtures::yaml;
-use crate::domain::pod::PodDefaults;
-use crate::metrics::Metrics;
 use crate::retry::Class;
-
-/// One request the reconcile made: method, path and JSON body.
-type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
-
-/// How the fake API server answers a request (method, path, body): status code and JSON body.
-type Answer = fn(&str, &str, &Value) -> (u16, Value);
 
 fn job() -> AgentJob {
     yaml(
@@ -44,82 +30,14 @@ spec: {}
     )
 }
 
-fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
-    (
-        code,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}),
-    )
+fn scenario(
+    answer: crate::controller::fake_api::Answer,
+) -> (Arc<Context>, crate::controller::fake_api::Seen) {
+    context(answer, vec![job()], vec![session()])
 }
 
-/// The job as the server would return it after a status write with `body`.
 fn written_job(body: &Value) -> (u16, Value) {
-    let mut written = serde_json::to_value(job()).unwrap();
-    written["status"] = body["status"].clone();
-    written["metadata"]["resourceVersion"] = json!("2");
-    (200, written)
-}
-
-/// Events are for people; the recorder's writes are answered and otherwise ignored.
-fn event(method: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
-    path.contains("/events")
-        .then(|| (if method == "POST" { 201 } else { 200 }, body.clone()))
-}
-
-/// A context whose client talks to a fake API server answering with `answer`, and whose stores hold the job and
-/// its session. Returns the context and the requests seen.
-fn scenario(answer: Answer) -> (Arc<Context>, Seen) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Some((request, respond)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().path().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (code, reply) = event(&method, &path, &body).unwrap_or_else(|| {
-                log.lock()
-                    .unwrap()
-                    .push((method.clone(), path.clone(), body.clone()));
-                answer(&method, &path, &body)
-            });
-            let response = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            respond.send_response(response);
-        }
-    });
-    let client = kube::Client::new(service, "ns");
-    let (jobs, mut job_writer) = store::<AgentJob>();
-    let (sessions, mut session_writer) = store::<AgentSession>();
-    let (pods, _) = store::<Pod>();
-    let (blueprints, _) = store::<AgentBlueprint>();
-    let index = Arc::new(JobIndex::default());
-    record(&index, &mut job_writer, &Event::Apply(job()));
-    session_writer.apply_watcher_event(&Event::Apply(session()));
-    let defaults = PodDefaults {
-        image: "runner:test".into(),
-        mcp_url: "http://gateway/mcp".into(),
-    };
-    let ctx = Context::new(
-        client,
-        defaults,
-        (jobs, sessions, pods, blueprints),
-        index,
-        Metrics::default(),
-    );
-    (Arc::new(ctx), seen)
-}
-
-fn requests(seen: &Seen, method: &str, path_end: &str) -> Vec<Value> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|(m, p, _)| m == method && p.ends_with(path_end))
-        .map(|(_, _, b)| b.clone())
-        .collect()
+    with_status(job(), body)
 }
 
 const PODS: &str = "/api/v1/namespaces/ns/pods";

@@ -1,0 +1,148 @@
+//! Scenario tests of callback delivery, run by the parent's session reconcile against a mocked API server: the
+//! writes happen in the order the exactly-once argument of `callbacks` needs (queued, marked, delivery job created,
+//! queue emptied), and a reconcile replayed after a crash continues the sequence instead of repeating it.
+
+use std::sync::Arc;
+
+use crds::{AgentJob, AgentSession};
+use serde_json::{Value, json};
+
+use super::fake_api::{Answer, Seen, calls, context, requests, status, with_status};
+use super::session::reconcile;
+use crate::domain::callback::rules::delivery_job_name;
+use crate::domain::fixtures::yaml;
+
+fn parent(queue: &str) -> AgentSession {
+    yaml(&format!(
+        r#"
+apiVersion: agentorchestrator.dev/v1alpha1
+kind: AgentSession
+metadata: {{name: boss, namespace: ns, uid: u-boss, resourceVersion: "1"}}
+spec: {{}}
+status: {{phase: Idle, jobCount: 1, lastJob: boss, callbackQueue: {queue}}}
+"#
+    ))
+}
+
+/// Child c1 of boss (bound by the gateway's annotation), ended with result 42, its callback in `state`.
+fn child(state: &str) -> AgentJob {
+    yaml(&format!(
+        r#"
+apiVersion: agentorchestrator.dev/v1alpha1
+kind: AgentJob
+metadata: {{name: c1, namespace: ns, uid: u-c1, resourceVersion: "1", annotations: {{agentorchestrator.dev/parent-uid: u-boss}}}}
+spec: {{type: Start, sessionName: w1, prompt: p, parentSessionName: boss, callback: true}}
+status: {{phase: Succeeded, result: "42", completionTime: "2026-01-01T00:00:05Z", callback: {{state: {state}, parentUid: u-boss}}}}
+"#
+    ))
+}
+
+const QUEUED: &str = r#"[{childSession: w1, childJob: c1, childJobUid: u-c1, outcome: Succeeded, result: "42", enqueueTime: "2026-01-01T00:00:06Z"}]"#;
+
+const PARENT_STATUS: &str = "/agentsessions/boss/status";
+const CHILD_STATUS: &str = "/agentjobs/c1/status";
+const JOBS: &str = "/namespaces/ns/agentjobs";
+
+fn answer(method: &str, path: &str, body: &Value) -> (u16, Value) {
+    match method {
+        "GET" if path.ends_with("/agentjobs/c1") => {
+            (200, serde_json::to_value(child("Pending")).unwrap())
+        }
+        "PATCH" if path.ends_with(PARENT_STATUS) => with_status(parent("[]"), body),
+        "PATCH" if path.ends_with(CHILD_STATUS) => with_status(child("Pending"), body),
+        "POST" if path.ends_with(JOBS) => {
+            let mut created = body.clone();
+            created["metadata"]["uid"] = json!("u-delivery");
+            created["metadata"]["resourceVersion"] = json!("1");
+            (201, created)
+        }
+        _ => status(404, "NotFound", "not here"),
+    }
+}
+
+async fn run(answer: Answer, parent: AgentSession, child: AgentJob) -> Seen {
+    let (ctx, seen) = context(answer, vec![child], vec![parent.clone()]);
+    reconcile(Arc::new(parent), ctx).await.unwrap();
+    seen
+}
+
+fn kinds(seen: &Seen) -> Vec<String> {
+    calls(seen)
+        .into_iter()
+        .map(|(m, p)| {
+            let what = [PARENT_STATUS, CHILD_STATUS, JOBS, "/agentjobs/c1"]
+                .into_iter()
+                .find(|end| p.ends_with(end))
+                .unwrap_or(p.as_str());
+            format!("{m} {what}")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ended_child_is_queued_marked_and_delivered_in_that_order() {
+    let seen = run(answer, parent("[]"), child("Pending")).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            "GET /agentjobs/c1", // fresh read: the cache may miss a mark
+            "PATCH /agentsessions/boss/status",
+            "PATCH /agentjobs/c1/status",
+            "POST /namespaces/ns/agentjobs",
+            "PATCH /agentsessions/boss/status",
+        ]
+    );
+    let parent_writes = requests(&seen, "PATCH", PARENT_STATUS);
+    let queued = &parent_writes[0]["status"]["callbackQueue"];
+    assert_eq!(queued.as_array().unwrap().len(), 1);
+    assert_eq!(queued[0]["childJobUid"], "u-c1");
+    assert_eq!(
+        requests(&seen, "PATCH", CHILD_STATUS)[0]["status"]["callback"]["state"],
+        "Enqueued"
+    );
+    let delivery = &requests(&seen, "POST", JOBS)[0];
+    let name = delivery_job_name("boss", "u-c1");
+    assert_eq!(delivery["metadata"]["name"], name.as_str());
+    assert_eq!(
+        delivery["metadata"]["annotations"]["agentorchestrator.dev/delivers"],
+        "u-c1"
+    );
+    assert!(
+        delivery["spec"]["prompt"].as_str().unwrap().contains("42"),
+        "{delivery}"
+    );
+    let emptied = &parent_writes[1]["status"];
+    assert!(
+        emptied["callbackQueue"]
+            .as_array()
+            .is_none_or(|q| q.is_empty()),
+        "{emptied}"
+    );
+    assert_eq!(emptied["currentJob"], name.as_str());
+    assert_eq!(
+        parent_writes[1]["metadata"]["resourceVersion"], "2",
+        "the second write builds on the first"
+    );
+}
+
+#[tokio::test]
+async fn a_reconcile_replayed_after_a_crash_before_the_mark_does_not_queue_twice() {
+    // The previous operator appended the entry and died before marking the child.
+    let seen = run(answer, parent(QUEUED), child("Pending")).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            "PATCH /agentjobs/c1/status",
+            "POST /namespaces/ns/agentjobs",
+            "PATCH /agentsessions/boss/status",
+        ],
+        "no second entry, no read: the queue already holds the child"
+    );
+    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
+    assert!(
+        emptied["callbackQueue"]
+            .as_array()
+            .is_none_or(|q| q.is_empty()),
+        "{emptied}"
+    );
+}
