@@ -1,5 +1,6 @@
 //! `mcp-gateway`: the MCP server through which agents start and steer their child sessions.
 
+mod access;
 mod auth;
 mod cli;
 mod domain;

@@ -33,7 +33,9 @@ struct ToolReason {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Identity {
-    /// `token` (verified) or `header` (trusted, development mode).
+    /// What the caller is and how it was identified: `token` (an agent Pod's verified token), `person` (a
+    /// person's or ServiceAccount's own verified token, each call checked against RBAC) or `header` (trusted,
+    /// development mode).
     by: String,
     /// Whether the request named its session in X-Agent-Session-Name.
     header: String,
@@ -78,13 +80,15 @@ impl Default for Metrics {
         );
         registry.register(
             "tool_refusals",
-            "Tool calls refused because the session named is outside the caller's reach, by tool and reason \
-             (outside_reach: it exists in another tree; unknown_session: it does not exist)",
+            "Tool calls refused, by tool and reason (outside_reach: the session named exists in another tree; \
+             unknown_session: it does not exist; rbac_denied: a person lacks the RBAC right the tool needs; \
+             person_callback: a person asked for callback=true)",
             tool_refusals.clone(),
         );
         registry.register(
             "callers",
-            "MCP requests accepted by caller verification, by how the caller was identified and whether it sent \
+            "MCP requests accepted by caller verification, by kind of caller and how it was identified (token: an \
+             agent Pod's token; person: a person's own token; header: header mode) and whether it sent \
              X-Agent-Session-Name",
             callers.clone(),
         );
@@ -136,10 +140,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn caller(&self, verified: bool, claimed: bool) {
+    /// An accepted request; `by` is Caller::identified_by.
+    pub fn caller(&self, by: &str, claimed: bool) {
         self.callers
             .get_or_create(&Identity {
-                by: if verified { "token" } else { "header" }.into(),
+                by: by.into(),
                 header: if claimed { "present" } else { "absent" }.into(),
             })
             .inc();
@@ -172,8 +177,9 @@ mod tests {
         m.tool_call("get_agent_session_status", true, Duration::from_millis(2));
         m.tool_call("get_agent_session_status", false, Duration::from_millis(2));
         m.refused("missing_token");
-        m.caller(true, true);
-        m.caller(true, true);
+        m.caller("token", true);
+        m.caller("token", true);
+        m.caller("person", false);
         m.tool_refused("stop_agent_session", "outside_reach");
         let text = m.render();
         assert!(
@@ -192,6 +198,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"mcp_gateway_callers_total{by="token",header="present"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mcp_gateway_callers_total{by="person",header="absent"} 1"#),
             "{text}"
         );
         assert!(

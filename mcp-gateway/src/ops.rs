@@ -10,6 +10,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::time::Instant;
 
+use crate::access::Access;
 use crate::auth::{Authenticator, Caller};
 use crate::domain::{self, SessionState};
 use crate::error::ToolError;
@@ -31,12 +32,19 @@ const RESUME: &str = "resume_agent_session";
 const STOP: &str = "stop_agent_session";
 const STATUS: &str = "get_agent_session_status";
 const RESULT: &str = "get_agent_session_result";
+const START: &str = "start_agent_session";
+
+/// Reasons of the tool refusal metric for people's calls (reach refusals have theirs in reach.rs).
+pub const RBAC_DENIED: &str = "rbac_denied";
+pub const PERSON_CALLBACK: &str = "person_callback";
 
 pub struct App {
     pub client: Client,
     pub stores: Stores,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    /// People's calls, checked against RBAC.
+    pub access: Access,
     pub events: Events,
     /// Last millisecond used in a job name: names from one replica never collide and keep call order.
     last_millis: AtomicU64,
@@ -46,6 +54,7 @@ impl App {
     pub fn new(client: Client, stores: Stores, auth: Arc<Authenticator>) -> Self {
         App {
             events: Events::start(client.clone()),
+            access: Access::new(client.clone()),
             client,
             stores,
             metrics: Metrics::default(),
@@ -58,7 +67,7 @@ impl App {
     pub fn reach(&self, caller: &Caller) -> Reach {
         let ns = &caller.namespace;
         match caller.kind() {
-            CallerKind::Developer => Reach::Namespace,
+            CallerKind::Developer | CallerKind::Person => Reach::Namespace,
             CallerKind::Agent { session } => {
                 let own = self.stores.session(ns, session);
                 let blueprint = reach::blueprint_name(own.as_deref())
@@ -72,6 +81,48 @@ impl App {
                     &jobs.iter().map(|j| j.as_ref()).collect::<Vec<_>>(),
                 )
             }
+        }
+    }
+
+    /// A person's call of `tool` needs its RBAC rights in the caller's namespace (access.rs); agents and
+    /// header-mode callers are not checked here. A refusal is counted and changes nothing.
+    pub async fn authorize(&self, caller: &Caller, tool: &str) -> Result<(), ToolError> {
+        let Some(person) = &caller.person else {
+            return Ok(());
+        };
+        match self.access.authorize(person, &caller.namespace, tool).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(denied)) => {
+                self.metrics.tool_refused(tool, RBAC_DENIED);
+                tracing::info!(namespace = %caller.namespace, user = %person.username, tool, %denied,
+                    "refused: RBAC");
+                Err(ToolError::Refused(denied.to_string()))
+            }
+            Err(unavailable) => Err(ToolError::Conflict(format!(
+                "{unavailable}; retry in a few seconds"
+            ))),
+        }
+    }
+
+    /// A person has no session to call back: callback=true is refused (in sync mode too, where it would be
+    /// silently meaningless), before anything is created.
+    fn check_callback(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        req: &JobRequest,
+    ) -> Result<(), ToolError> {
+        match &caller.person {
+            Some(person) if req.callback => {
+                self.metrics.tool_refused(tool, PERSON_CALLBACK);
+                Err(ToolError::Invalid(format!(
+                    "callback=true is refused: the caller is '{}', a person (a token not bound to an agent Pod), \
+                     which has no session to deliver the result to. Use async_mode=false to wait for the result, \
+                     or async_mode=true with callback=false and poll with get_agent_session_status.",
+                    person.username
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -163,6 +214,7 @@ impl App {
     }
 
     pub async fn start(&self, caller: &Caller, req: JobRequest) -> Result<String, ToolError> {
+        self.check_callback(caller, START, &req)?;
         let spec = plan::job_spec(JobType::Start, &req, caller.session.as_deref())?;
         let ns = &caller.namespace;
         if let Some(name) = &spec.blueprint {
@@ -192,6 +244,7 @@ impl App {
     }
 
     pub async fn resume(&self, caller: &Caller, req: JobRequest) -> Result<String, ToolError> {
+        self.check_callback(caller, RESUME, &req)?;
         let spec = plan::job_spec(JobType::Resume, &req, caller.session.as_deref())?;
         // Also what keeps an agent from adopting (re-parenting) a session of another tree.
         self.check_reach(caller, RESUME, Some("Resume"), &spec.session_name)?;

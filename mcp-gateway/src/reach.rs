@@ -15,9 +15,11 @@ pub enum CallerKind<'a> {
     /// X-Agent-Session-Name). Reaches its own tree, or the namespace when its blueprint says so.
     Agent { session: &'a str },
     /// `--auth header` without X-Agent-Session-Name: a developer's client with no session of its own. Reaches
-    /// the namespace. (A person's own token, when the gateway accepts one, is a kind of its own: the namespace
-    /// too, with each call checked against RBAC.)
+    /// the namespace.
     Developer,
+    /// A person's own token (not bound to an agent Pod): no session of its own; reaches the namespace, as far as
+    /// RBAC lets it (each call is authorized in access.rs).
+    Person,
 }
 
 /// The sessions a caller may list, read, resume, stop and delete.

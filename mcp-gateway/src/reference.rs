@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::{self, Refusal};
 use crate::tools::Gateway;
-use crate::{events, format, ops, reach, tool_outcomes, validate};
+use crate::{access, events, format, ops, reach, tool_outcomes, validate};
 
 /// Writes the reference of the served tools to `path`.
 pub fn write(path: &Path) -> anyhow::Result<()> {
@@ -241,7 +241,7 @@ cannot start, resume or stop itself.\n\n\
 ### What a caller reaches\n\n\
 An agent acts on its own session and the sessions below it (through each session's current parent), or on every \
 session of its namespace when the blueprint of its own session has `scope: Namespace`; a caller without a session \
-of its own reaches its namespace. list_agent_sessions lists what the caller reaches; resume_agent_session, \
+of its own (header mode, or a person) reaches its namespace. list_agent_sessions lists what the caller reaches; resume_agent_session, \
 stop_agent_session and get_agent_session_result refuse any other session with one text whether it exists or not, \
 get_agent_session_status answers `not_existent` for it, and delete_all_agent_sessions deletes only what the caller \
 reaches, never its own session. Refusals count in `mcp_gateway_tool_refusals_total` by tool and reason (`{outside}`: \
@@ -251,13 +251,7 @@ a Warning Event `{event}` on it.\n\n\
 `X-Agent-Session-Name` is trusted as sent, without a token: anyone who can reach the gateway can act as any \
 session, and the gateway logs a warning at start. A request without the header has no session of its own: it \
 starts root sessions (no parent; `callback=true` is refused), and its work goes to the gateway's `--namespace`.\n\n\
-### People\n\n\
-The gateway does not accept people's own Kubernetes tokens yet. In token mode a token that is not bound to an \
-agent Pod is refused: a user's token, or a ServiceAccount token from `kubectl create token`, fails the audience \
-check (401) or is not an agent Pod's (403). Accepting a person's own token (root sessions, each call authorized \
-against the cluster's RBAC) is planned and not built; until it lands, a person's MCP client can only use a \
-gateway run with `--auth header` on a development setup.\n\n\
-### Refusals\n\n\
+{people}### Refusals\n\n\
 | HTTP status | Reason (metric label) | Message |\n\
 |---|---|---|\n",
         aud = crds::contract::GATEWAY_TOKEN_AUDIENCE,
@@ -269,6 +263,7 @@ gateway run with `--auth header` on a development setup.\n\n\
         outside = reach::refusal_reason(true),
         unknown = reach::refusal_reason(false),
         event = events::REFUSED_REASON,
+        people = people(),
     );
     for refusal in refusals() {
         let _ = writeln!(
@@ -281,9 +276,52 @@ gateway run with `--auth header` on a development setup.\n\n\
     }
     let _ = writeln!(
         out,
-        "\nHeaders are matched case-insensitively (`{}`, `{}`).",
+        "\nHeaders are matched case-insensitively (`{}`, `{}`, `{}`).",
         auth::SESSION_HEADER,
-        auth::TAGS_HEADER
+        auth::TAGS_HEADER,
+        auth::NAMESPACE_HEADER
+    );
+    out
+}
+
+/// The rules for people's own tokens, with the RBAC rights of each tool from access.rs.
+fn people() -> String {
+    let mut out = format!(
+        "### People (`--auth token`)\n\n\
+A person's MCP client (Claude Code or Claude Desktop on a laptop, the MCP Inspector, a script) sends the person's \
+own Kubernetes bearer token as `Authorization: Bearer <token>`: a user's token (a kubeconfig's OIDC login) or a \
+ServiceAccount's from the TokenRequest API (`kubectl create token NAME`), with the API server's own audience (or \
+`{aud}`). The gateway reviews it (TokenReview with `{aud}`, then with the API server's audience); a token that is \
+authenticated and not bound to a Pod is a person's. A token bound to a Pod is always an agent's and follows the \
+rules above: with another audience it is refused, never taken for a person's.\n\n\
+- **No session of its own.** A person starts root sessions (no parent). `callback=true` is refused (there is no \
+session to call back; sync mode waits and returns the result instead), and so is a request carrying \
+`X-Agent-Session-Name`.\n\
+- **Namespace.** `X-Agent-Namespace` names it (a namespace name); without it the gateway's `--namespace`. An \
+agent Pod's namespace is its Pod's: an agent's `X-Agent-Namespace` naming another is refused.\n\
+- **Reach.** The whole namespace, as far as RBAC allows: every tool call is authorized with a \
+SubjectAccessReview for the person's identity (user, groups, uid and extra, as TokenReview gave them) in that \
+namespace, on the `{group}` resources below. A refusal is a tool error naming the missing verb, resource and \
+namespace; nothing is created. Answers are cached for {ttl} s, so a granted or revoked right takes effect within \
+that. Refusals count in `mcp_gateway_tool_refusals_total` with reason `{rbac}` (and `{callback}` for \
+callback=true).\n\n\
+| Tool | RBAC verbs needed in the namespace (group `{group}`) |\n\
+|---|---|\n",
+        aud = crds::contract::GATEWAY_TOKEN_AUDIENCE,
+        group = access::GROUP,
+        ttl = access::ANSWER_TTL.as_secs(),
+        rbac = ops::RBAC_DENIED,
+        callback = ops::PERSON_CALLBACK,
+    );
+    let mut tools: Vec<_> = Gateway::served_tools();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    for tool in tools {
+        let rights = access::rights_of(&tool.name).unwrap_or_default();
+        let _ = writeln!(out, "| `{}` | {} |", tool.name, access::describe(rights));
+    }
+    out.push_str(
+        "\nAccepted requests count in `mcp_gateway_callers_total` by `by`: `token` (an agent Pod), `person` or \
+`header`.\n\n",
     );
     out
 }
@@ -298,7 +336,12 @@ fn refusals() -> Vec<Refusal> {
             claimed: "<claimed>".into(),
             actual: "<session>".into(),
         },
-        Refusal::BadHeader("<why>".into()),
+        Refusal::PersonWithSession("<user>".into()),
+        Refusal::NamespaceMismatch {
+            claimed: "<claimed>".into(),
+            actual: "<namespace>".into(),
+        },
+        Refusal::BadHeader("<header> is not valid: <why>".into()),
         Refusal::Unavailable("<why>".into()),
     ];
     // A new kind of refusal fails to compile here until it is listed above.
@@ -308,6 +351,8 @@ fn refusals() -> Vec<Refusal> {
             | Refusal::InvalidToken(_)
             | Refusal::NotAnAgentPod(_)
             | Refusal::SessionMismatch { .. }
+            | Refusal::PersonWithSession(_)
+            | Refusal::NamespaceMismatch { .. }
             | Refusal::BadHeader(_)
             | Refusal::Unavailable(_) => {}
         }

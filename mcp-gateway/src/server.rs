@@ -62,7 +62,7 @@ pub fn router(app: Arc<App>, allowed_hosts: &[String]) -> (Router, impl FnOnce()
 async fn verify_caller(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     match app.auth.authenticate(req.headers()).await {
         Ok(caller) => {
-            app.metrics.caller(caller.verified, caller.claimed);
+            app.metrics.caller(caller.identified_by(), caller.claimed);
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

@@ -101,17 +101,25 @@ impl Gateway {
         Self::tool_router().list_all()
     }
 
-    /// Runs one tool: records its metrics and turns its outcome into a (possibly error) tool result.
-    async fn run(
+    /// Runs one tool for the caller the request carries, once a person's call is authorized (access.rs): records
+    /// its metrics and turns its outcome into a (possibly error) tool result.
+    async fn run<Fut>(
         &self,
         tool: &'static str,
-        f: impl Future<Output = Result<String, ToolError>>,
-    ) -> CallToolResult {
+        parts: &Parts,
+        f: impl FnOnce(Caller) -> Fut,
+    ) -> CallToolResult
+    where
+        Fut: Future<Output = Result<String, ToolError>>,
+    {
         let started = Instant::now();
         // Before the first full list, "not found" could be a lie: a call that arrives that early waits briefly.
         let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
         let outcome = if self.app.stores.is_ready() || self.app.stores.wait_ready(deadline).await {
-            f.await
+            match self.authorized(tool, parts).await {
+                Ok(caller) => f(caller).await,
+                Err(e) => Err(e),
+            }
         } else {
             Err(ToolError::Conflict(
                 "the gateway is starting and has not loaded the sessions yet; retry in a few seconds".into(),
@@ -131,6 +139,12 @@ impl Gateway {
                 ))])
             }
         }
+    }
+
+    async fn authorized(&self, tool: &str, parts: &Parts) -> Result<Caller, ToolError> {
+        let caller = caller(parts)?;
+        self.app.authorize(&caller, tool).await?;
+        Ok(caller)
     }
 }
 
@@ -154,11 +168,9 @@ impl Gateway {
         Parameters(p): Parameters<ListParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("list_agent_blueprints", async {
-            let tags = auth::tags(&parts.headers);
-            Ok(self
-                .app
-                .list_blueprints(&caller(&parts)?, &tags, p.response_format))
+        let tags = auth::tags(&parts.headers);
+        self.run("list_agent_blueprints", &parts, |caller| async move {
+            Ok(self.app.list_blueprints(&caller, &tags, p.response_format))
         })
         .await
     }
@@ -173,8 +185,8 @@ impl Gateway {
         Parameters(p): Parameters<ListParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("list_agent_sessions", async {
-            Ok(self.app.list_sessions(&caller(&parts)?, p.response_format))
+        self.run("list_agent_sessions", &parts, |caller| async move {
+            Ok(self.app.list_sessions(&caller, p.response_format))
         })
         .await
     }
@@ -190,7 +202,7 @@ impl Gateway {
         Parameters(p): Parameters<StartParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("start_agent_session", async {
+        self.run("start_agent_session", &parts, |caller| async move {
             let req = JobRequest {
                 session_name: p.session_name,
                 prompt: p.prompt,
@@ -199,7 +211,7 @@ impl Gateway {
                 async_mode: p.async_mode,
                 callback: p.callback,
             };
-            self.app.start(&caller(&parts)?, req).await
+            self.app.start(&caller, req).await
         })
         .await
     }
@@ -215,7 +227,7 @@ impl Gateway {
         Parameters(p): Parameters<ResumeParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("resume_agent_session", async {
+        self.run("resume_agent_session", &parts, |caller| async move {
             let req = JobRequest {
                 session_name: p.session_name,
                 prompt: p.prompt,
@@ -223,7 +235,7 @@ impl Gateway {
                 callback: p.callback,
                 ..Default::default()
             };
-            self.app.resume(&caller(&parts)?, req).await
+            self.app.resume(&caller, req).await
         })
         .await
     }
@@ -239,9 +251,9 @@ impl Gateway {
         Parameters(p): Parameters<StatusParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("get_agent_session_status", async {
+        self.run("get_agent_session_status", &parts, |caller| async move {
             self.app
-                .status(&caller(&parts)?, &p.session_name, p.wait_seconds)
+                .status(&caller, &p.session_name, p.wait_seconds)
                 .await
         })
         .await
@@ -256,8 +268,8 @@ impl Gateway {
         Parameters(p): Parameters<SessionParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("get_agent_session_result", async {
-            self.app.result(&caller(&parts)?, &p.session_name)
+        self.run("get_agent_session_result", &parts, |caller| async move {
+            self.app.result(&caller, &p.session_name)
         })
         .await
     }
@@ -271,8 +283,8 @@ impl Gateway {
         &self,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("delete_all_agent_sessions", async {
-            self.app.delete_all(&caller(&parts)?).await
+        self.run("delete_all_agent_sessions", &parts, |caller| async move {
+            self.app.delete_all(&caller).await
         })
         .await
     }
@@ -287,8 +299,8 @@ impl Gateway {
         Parameters(p): Parameters<SessionParams>,
         Extension(parts): Extension<Parts>,
     ) -> CallToolResult {
-        self.run("stop_agent_session", async {
-            self.app.stop(&caller(&parts)?, &p.session_name).await
+        self.run("stop_agent_session", &parts, |caller| async move {
+            self.app.stop(&caller, &p.session_name).await
         })
         .await
     }

@@ -81,7 +81,7 @@ pub fn wait_seconds(seconds: i64) -> Result<(), ToolError> {
     Ok(())
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     let inner_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
     let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
