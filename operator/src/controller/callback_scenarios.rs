@@ -60,8 +60,8 @@ fn answer(method: &str, path: &str, body: &Value) -> (u16, Value) {
     }
 }
 
-async fn run(answer: Answer, parent: AgentSession, child: AgentJob) -> Seen {
-    let (ctx, seen) = context(answer, vec![child], vec![parent.clone()]);
+async fn run(answer: Answer, parent: AgentSession, jobs: Vec<AgentJob>) -> Seen {
+    let (ctx, seen) = context(answer, jobs, vec![parent.clone()]);
     reconcile(Arc::new(parent), ctx).await.unwrap();
     seen
 }
@@ -81,7 +81,7 @@ fn kinds(seen: &Seen) -> Vec<String> {
 
 #[tokio::test]
 async fn an_ended_child_is_queued_marked_and_delivered_in_that_order() {
-    let seen = run(answer, parent("[]"), child("Pending")).await;
+    let seen = run(answer, parent("[]"), vec![child("Pending")]).await;
     assert_eq!(
         kinds(&seen),
         [
@@ -128,7 +128,7 @@ async fn an_ended_child_is_queued_marked_and_delivered_in_that_order() {
 #[tokio::test]
 async fn a_reconcile_replayed_after_a_crash_before_the_mark_does_not_queue_twice() {
     // The previous operator appended the entry and died before marking the child.
-    let seen = run(answer, parent(QUEUED), child("Pending")).await;
+    let seen = run(answer, parent(QUEUED), vec![child("Pending")]).await;
     assert_eq!(
         kinds(&seen),
         [
@@ -145,4 +145,44 @@ async fn a_reconcile_replayed_after_a_crash_before_the_mark_does_not_queue_twice
             .is_none_or(|q| q.is_empty()),
         "{emptied}"
     );
+}
+
+#[tokio::test]
+async fn a_reconcile_replayed_after_a_crash_after_the_delivery_job_finds_it_and_makes_no_second() {
+    // The previous operator created the delivery job and died before emptying the queue.
+    let name = delivery_job_name("boss", "u-c1");
+    let delivery: AgentJob = yaml(&format!(
+        r#"
+apiVersion: agentorchestrator.dev/v1alpha1
+kind: AgentJob
+metadata:
+  name: {name}
+  namespace: ns
+  uid: u-delivery
+  creationTimestamp: "2026-01-01T00:00:07Z"
+  labels: {{agentorchestrator.dev/callback-delivery: "true", agentorchestrator.dev/session: boss}}
+  annotations: {{agentorchestrator.dev/delivers: u-c1, agentorchestrator.dev/delivers-jobs: c1}}
+spec: {{type: Resume, sessionName: boss, prompt: "the child's result"}}
+"#
+    ));
+    let seen = run(answer, parent(QUEUED), vec![child("Enqueued"), delivery]).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            "PATCH /agentsessions/boss/status",
+            "PATCH /agentjobs/c1/status"
+        ],
+        "the job is taken as it is: no create"
+    );
+    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
+    assert!(
+        emptied["callbackQueue"]
+            .as_array()
+            .is_none_or(|q| q.is_empty()),
+        "{emptied}"
+    );
+    assert_eq!(emptied["currentJob"], name.as_str());
+    let mark = &requests(&seen, "PATCH", CHILD_STATUS)[0]["status"]["callback"];
+    assert_eq!(mark["state"], "Delivered");
+    assert_eq!(mark["deliveredBy"], name.as_str());
 }

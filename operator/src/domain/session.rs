@@ -200,7 +200,18 @@ fn next_job<'a>(
         .copied()
         .filter(|j| j.spec.job_type == JobType::Resume && belongs_to(j, session))
         .filter(|j| !is_finished(j) && !is_deleting(j))
+        // A callback delivery runs only when taken with the entries it carries (`callbacks::deliver`): one left by a
+        // crash between its create and the queue's write is found there by name, not run as a plain Resume while
+        // its entries still wait in the queue.
+        .filter(|j| !is_delivery(j))
         .min_by(|a, b| run_order(a, b))
+}
+
+fn is_delivery(job: &AgentJob) -> bool {
+    job.labels()
+        .get(labels::CALLBACK_DELIVERY)
+        .map(String::as_str)
+        == Some("true")
 }
 
 fn ended_outcome(job: &AgentJob) -> (CallbackOutcome, Option<String>) {
@@ -407,6 +418,19 @@ status: {status}
             }
         ));
         assert!(matches!(&plan.events[1], SessionEvent::JobStarted { job, .. } if job == "r2"));
+    }
+
+    #[test]
+    fn a_delivery_job_is_not_taken_as_a_plain_resume() {
+        let s = session("{phase: Idle, jobCount: 1, lastJob: start}");
+        let mut delivery = job("s-cb-1", "Resume", "2", "{}");
+        delivery.metadata.labels =
+            Some([(labels::CALLBACK_DELIVERY.to_string(), "true".to_string())].into());
+        let plain = job("r1", "Resume", "3", "{}");
+        let plan = run(&s, &[delivery.clone()], &[]);
+        assert_eq!(plan.status.current_job, None, "left to the delivery step");
+        let plan = run(&s, &[delivery, plain], &[]);
+        assert_eq!(plan.status.current_job.as_deref(), Some("r1"));
     }
 
     #[test]
