@@ -73,7 +73,7 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<()> {
                     shown.insert(name);
                 } else if phase == Some(JobPhase::Running) {
                     heading(&mut out, &job, opts)?;
-                    follow_log(&pods, &job, &mut out, opts).await?;
+                    let followed = follow_log(&pods, &job, &mut out, opts).await?;
                     // The log ends with the container; the job ends a moment later.
                     while live
                         .snapshot()
@@ -88,6 +88,18 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<()> {
                         })
                     {
                         live.changed().await?;
+                    }
+                    if !followed {
+                        // The log could not be streamed yet (container starting): read it whole now it has ended.
+                        let ended = live
+                            .snapshot()
+                            .jobs
+                            .into_iter()
+                            .find(|j| j.name_any() == name);
+                        let text = whole_log(&pods, ended.as_ref().unwrap_or(&job)).await?;
+                        for line in text.lines() {
+                            print_line(&mut out, line, opts)?;
+                        }
                     }
                     shown.insert(name);
                 } else {
@@ -181,18 +193,18 @@ async fn whole_log(pods: &Api<Pod>, job: &AgentJob) -> Result<String> {
     }
 }
 
+/// Streams the log of a running job's Pod to its end. False when it cannot be streamed (yet): the caller reads it
+/// whole once the job has ended.
 async fn follow_log(
     pods: &Api<Pod>,
     job: &AgentJob,
     out: &mut impl Write,
     opts: &Options,
-) -> Result<()> {
+) -> Result<bool> {
     let pod = pod_of(job);
     let stream = match pods.log_stream(&pod, &params(true)).await {
         Ok(s) => s,
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => {
-            return write_out(out, &format!("(no log: {})\n", s.message));
-        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => return Ok(false),
         Err(e) => return Err(CliError::kube(format!("following the log of Pod {pod}"), e)),
     };
     let mut lines = stream.lines();
@@ -203,5 +215,5 @@ async fn follow_log(
     {
         print_line(out, &line, opts)?;
     }
-    Ok(())
+    Ok(true)
 }

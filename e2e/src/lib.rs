@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod local_agents;
 pub mod operator;
 pub mod procnode;
+pub mod stack;
 
 use std::future::Future;
 use std::path::PathBuf;

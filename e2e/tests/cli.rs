@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, SessionPhase};
 use e2e::anthropic::{FakeAnthropic, Gate, Reply, Request};
-use e2e::gateway::Gateway;
-use e2e::local_agents::{ProcessNode, claude_blueprint, target_bin};
-use e2e::operator::{Operator, Options};
+use e2e::local_agents::target_bin;
+use e2e::stack::agent_processes;
 use e2e::{kubeconfig_path, wait_for, with_temp_ns};
-use kube::api::{DynamicObject, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -69,23 +67,6 @@ async fn try_agents(ns: &str, args: &[&str]) -> Option<Run> {
     })
 }
 
-/// The gateway (token mode), a process node with `node_flags` and an operator whose agent Pods use that gateway.
-async fn processes(
-    client: &Client,
-    ns: &str,
-    node_flags: &[&str],
-) -> (Gateway, ProcessNode, Operator) {
-    e2e::agents::install_crds(client).await;
-    let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
-    let node = ProcessNode::start_with(client, ns, node_flags).await;
-    let options = Options {
-        mcp_url: Some(gateway.url()),
-        ..Default::default()
-    };
-    let operator = Operator::start_with(ns, options).await;
-    (gateway, node, operator)
-}
-
 /// Ages ("age 42s", "age 3m12s") vary from run to run: masked.
 fn mask_ages(tree: &str) -> String {
     tree.lines()
@@ -136,214 +117,198 @@ fn assert_conversation(logs: &Run) {
 
 /// The README's example (examples/ applied as they are, the demo model behind the Secret and ConfigMap
 /// "anthropic"), shown by `kubectl agents` while and after it runs.
+///
+/// One test, one stack: the example's blueprint lets its Pods run on any process node, so a second node beside it
+/// (another test of this file) could take them and end them with its test.
 #[tokio::test]
-async fn kubectl_agents_shows_the_readme_tree_and_its_conversations() {
-    with_temp_ns("cli-tree", |client, ns| async move {
-        let fake = FakeAnthropic::start(e2e::demo_model::reply).await;
-        let _stack = processes(&client, &ns, &["--default-storage-class"]).await;
-        let base_url = format!("--from-literal=base-url=http://{}", fake.addr);
-        for args in [
-            vec![
-                "create",
-                "secret",
-                "generic",
-                "anthropic",
-                "--from-literal=api-key=sk-test",
-                "-n",
-                &ns,
-            ],
-            vec!["create", "configmap", "anthropic", &base_url, "-n", &ns],
-        ] {
-            let out = e2e::chart::kubectl(&args, None).await;
-            assert!(out.ok, "kubectl {args:?}: {}", out.stderr);
-        }
-        let examples = e2e::workspace_root().join("examples");
-        for file in ["local-claude-blueprint.yaml", "tree-job.yaml"] {
-            let path = examples.join(file).to_string_lossy().into_owned();
-            let out = e2e::chart::kubectl(&["apply", "-n", &ns, "-f", &path], None).await;
-            assert!(out.ok, "apply {file}: {}", out.stderr);
-        }
+async fn kubectl_agents_against_real_agents() {
+    with_temp_ns("cli", |client, ns| async move {
+        let gate = Gate::default();
+        let held = gate.clone();
+        // The demo model, except for the prompts of the second part.
+        let fake = FakeAnthropic::start(move |r: &Request| {
+            let said = r.user_texts().join("\n");
+            if said.contains(FAIL) {
+                Reply::Error(400, "scripted failure for the cli test".into())
+            } else if said.contains(HOLD) {
+                Reply::After(held.clone(), Box::new(Reply::text("woke up")))
+            } else {
+                e2e::demo_model::reply(r)
+            }
+        })
+        .await;
+        let _stack = agent_processes(&client, &ns, &["--default-storage-class"]).await;
+        e2e::stack::apply_readme_example(&ns, &fake).await;
+        the_readme_tree(&client, &ns).await;
+        starting_waiting_stopping_and_bad_input(&client, &ns, &fake).await;
+        gate.open();
+    })
+    .await;
+}
 
-        // Started at once, before the session exists: it waits for it, redraws, and ends when the tree is done.
-        // `logs -f` beside it follows the planner's jobs as they come, and ends with the tree as well.
-        let (watched, followed) = tokio::join!(
-            agents(&ns, &["tree", "planner", "-w", "--until-idle"]),
-            agents(&ns, &["logs", "planner", "-f", "--full"]),
+/// A prompt the stand-in answers with an API error, and one it holds until the end of the test.
+const FAIL: &str = "FAIL-FOR-THE-CLI-TEST";
+const HOLD: &str = "HOLD-FOR-THE-CLI-TEST";
+/// The README example's blueprint.
+const BLUEPRINT: &str = "local-claude";
+
+/// `tree` and `logs` of the README's example.
+async fn the_readme_tree(client: &Client, ns: &str) {
+    // Started at once, before the session exists: it waits for it, redraws, and ends when the tree is done.
+    // `logs -f` beside it follows the planner's jobs as they come, and ends with the tree as well.
+    let (watched, followed) = tokio::join!(
+        agents(ns, &["tree", "planner", "-w", "--until-idle"]),
+        agents(ns, &["logs", "planner", "-f", "--full"]),
+    );
+    assert_eq!(watched.code, Some(0), "{watched}");
+    let frames: Vec<&str> = watched.stdout.split("\n\n").collect();
+    assert!(frames.len() > 1, "one frame per change: {watched}");
+    let last = frames.last().unwrap();
+    assert!(last.starts_with("✔ planner  Idle"), "{watched}");
+
+    // The tree as it stands: the planner's jobs are its Start and one or two callback deliveries (the children
+    // may call back together or apart), so the count is checked against the API and then masked.
+    let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
+    let planner_jobs = jobs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|j| j.spec.session_name == "planner")
+        .count();
+    assert!(
+        (2..=3).contains(&planner_jobs),
+        "planner jobs: {planner_jobs}"
+    );
+    let count = format!("  jobs {planner_jobs}  ");
+    for (args, file) in [
+        (vec!["tree", "planner"], "readme-tree.txt"),
+        (vec!["tree", "--ascii"], "readme-tree-ascii.txt"),
+    ] {
+        let tree = agents(ns, &args).await;
+        assert_eq!(tree.code, Some(0), "{tree}");
+        let first = tree.stdout.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&count),
+            "planner line {first:?} shows {count:?}"
         );
-        assert_eq!(watched.code, Some(0), "{watched}");
-        let frames: Vec<&str> = watched.stdout.split("\n\n").collect();
-        assert!(frames.len() > 1, "one frame per change: {watched}");
-        let last = frames.last().unwrap();
-        assert!(last.starts_with("✔ planner  Idle"), "{watched}");
+        let masked = mask_ages(&tree.stdout).replacen(&count, "  jobs N  ", 1);
+        golden(file, &masked);
+    }
 
-        // The tree as it stands: the planner's jobs are its Start and one or two callback deliveries (the children
-        // may call back together or apart), so the count is checked against the API and then masked.
-        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
-        let planner_jobs = jobs
+    // The planner's conversation, followed and read back after: its tool calls, and the callback message it was
+    // resumed with.
+    assert_eq!(followed.code, Some(0), "{followed}");
+    assert_conversation(&followed);
+    let logs = agents(ns, &["logs", "planner", "--full"]).await;
+    assert_eq!(logs.code, Some(0), "{logs}");
+    assert_conversation(&logs);
+    assert!(
+        logs.stdout
+            .contains("=== planner-start (Start, Succeeded) ==="),
+        "{logs}"
+    );
+    assert!(logs.stdout.contains("(Resume, Succeeded) ==="), "{logs}");
+    // The raw stream is Claude Code's own JSON.
+    let raw = agents(ns, &["logs", "planner", "--job", "planner-start", "--raw"]).await;
+    assert!(raw.stdout.contains(r#""type":"assistant""#), "{raw}");
+}
+
+/// `start --wait` of an agent that fails, `stop` of one that runs, and bad input.
+async fn starting_waiting_stopping_and_bad_input(client: &Client, ns: &str, fake: &FakeAnthropic) {
+    let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
+    let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
+    let names = || async {
+        let j: Vec<String> = jobs
             .list(&Default::default())
             .await
             .unwrap()
             .items
             .iter()
-            .filter(|j| j.spec.session_name == "planner")
-            .count();
-        assert!(
-            (2..=3).contains(&planner_jobs),
-            "planner jobs: {planner_jobs}"
-        );
-        let count = format!("  jobs {planner_jobs}  ");
-        for (args, file) in [
-            (vec!["tree", "planner"], "readme-tree.txt"),
-            (vec!["tree", "--ascii"], "readme-tree-ascii.txt"),
-        ] {
-            let tree = agents(&ns, &args).await;
-            assert_eq!(tree.code, Some(0), "{tree}");
-            let first = tree.stdout.lines().next().unwrap_or_default();
-            assert!(
-                first.contains(&count),
-                "planner line {first:?} shows {count:?}"
-            );
-            let masked = mask_ages(&tree.stdout).replacen(&count, "  jobs N  ", 1);
-            golden(file, &masked);
-        }
-
-        // The planner's conversation, followed and read back after: its tool calls, and the callback message it was
-        // resumed with.
-        assert_eq!(followed.code, Some(0), "{followed}");
-        assert_conversation(&followed);
-        let logs = agents(&ns, &["logs", "planner", "--full"]).await;
-        assert_eq!(logs.code, Some(0), "{logs}");
-        assert_conversation(&logs);
-        assert!(
-            logs.stdout
-                .contains("=== planner-start (Start, Succeeded) ==="),
-            "{logs}"
-        );
-        assert!(logs.stdout.contains("(Resume, Succeeded) ==="), "{logs}");
-        // The raw stream is Claude Code's own JSON.
-        let raw = agents(&ns, &["logs", "planner", "--job", "planner-start", "--raw"]).await;
-        assert!(raw.stdout.contains(r#""type":"assistant""#), "{raw}");
-    })
-    .await;
-}
-
-/// `start --wait` of an agent that fails, `stop` of one that runs, and bad input.
-#[tokio::test]
-async fn kubectl_agents_starts_waits_stops_and_refuses_bad_input() {
-    with_temp_ns("cli-jobs", |client, ns| async move {
-        let gate = Gate::default();
-        let held = gate.clone();
-        let fake = FakeAnthropic::start(move |r: &Request| match r.agent.as_str() {
-            "broken" => Reply::Error(400, "scripted failure for the cli test".into()),
-            "sleeper" => Reply::After(held.clone(), Box::new(Reply::text("woke up"))),
-            _ => Reply::text("unexpected agent"),
-        })
-        .await;
-        let (_gateway, node, _operator) = processes(&client, &ns, &[]).await;
-        let blueprint = claude_blueprint(
-            "claude",
-            &node,
-            &fake.base_url_per_session(),
-            "You are a CLI test agent.",
-        );
-        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
-        blueprints
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(blueprint).unwrap(),
-            )
+            .map(|o| o.name_any())
+            .collect();
+        let s: Vec<String> = sessions
+            .list(&Default::default())
             .await
-            .expect("create blueprint");
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        (j, s)
+    };
+    let before = names().await;
+    // Bad input: a clear message, a non-zero exit, and nothing created.
+    for (args, message) in [
+        (
+            vec!["start", "Bad_Name", "--blueprint", BLUEPRINT, "-p", "x"],
+            "is not valid",
+        ),
+        (
+            vec!["start", "fine", "--blueprint", "missing", "-p", "x"],
+            "blueprint 'missing' does not exist",
+        ),
+        (vec!["start", "fine", "--blueprint", BLUEPRINT], "no prompt"),
+        (
+            vec!["start", "fine", "--blueprint", BLUEPRINT, "-p", "  "],
+            "the prompt is empty",
+        ),
+        (
+            vec!["resume", "nobody", "-p", "x"],
+            "session 'nobody' does not exist",
+        ),
+    ] {
+        let run = agents(ns, &args).await;
+        assert_eq!(run.code, Some(3), "{args:?}: {run}");
+        assert!(
+            run.stderr.contains(message),
+            "{args:?} should say {message:?}: {run}"
+        );
+    }
+    assert_eq!(names().await, before, "bad input created something");
 
-        // Bad input: a clear message, a non-zero exit, and nothing created.
-        for (args, message) in [
-            (
-                vec!["start", "Bad_Name", "--blueprint", "claude", "-p", "x"],
-                "is not valid",
-            ),
-            (
-                vec!["start", "fine", "--blueprint", "missing", "-p", "x"],
-                "blueprint 'missing' does not exist",
-            ),
-            (vec!["start", "fine", "--blueprint", "claude"], "no prompt"),
-            (
-                vec!["start", "fine", "--blueprint", "claude", "-p", "  "],
-                "the prompt is empty",
-            ),
-            (
-                vec!["resume", "nobody", "-p", "x"],
-                "session 'nobody' does not exist",
-            ),
-        ] {
-            let run = agents(&ns, &args).await;
-            assert_eq!(run.code, Some(3), "{args:?}: {run}");
-            assert!(
-                run.stderr.contains(message),
-                "{args:?} should say {message:?}: {run}"
-            );
-        }
-        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
-        let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
-        assert!(
-            jobs.list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .is_empty(),
-            "bad input created a job"
-        );
-        assert!(
-            sessions
-                .list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .is_empty(),
-            "bad input created a session"
-        );
+    // A failing agent: exit 1 and its error.
+    let failed = agents(
+        ns,
+        &[
+            "start",
+            "broken",
+            "--blueprint",
+            BLUEPRINT,
+            "-p",
+            FAIL,
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(failed.code, Some(1), "{failed}");
+    assert!(
+        failed.stderr.contains("scripted failure for the cli test"),
+        "{failed}"
+    );
 
-        // A failing agent: exit 1 and its error.
-        let failed = agents(
-            &ns,
-            &[
-                "start",
-                "broken",
-                "--blueprint",
-                "claude",
-                "-p",
-                "Fail.",
-                "--wait",
-            ],
-        )
-        .await;
-        assert_eq!(failed.code, Some(1), "{failed}");
-        assert!(
-            failed.stderr.contains("scripted failure for the cli test"),
-            "{failed}"
-        );
-
-        // A running agent, stopped.
-        let started = agents(
-            &ns,
-            &["start", "sleeper", "--blueprint", "claude", "-p", "Wait."],
-        )
-        .await;
-        assert_eq!(started.code, Some(0), "{started}");
-        fake.wait_for("a model call of sleeper", TIMEOUT, |r| r.agent == "sleeper")
-            .await;
-        let stopped = agents(&ns, &["stop", "sleeper"]).await;
-        assert_eq!(stopped.code, Some(0), "{stopped}");
-        assert!(stopped.stdout.contains("stopping sleeper-"), "{stopped}");
-        wait_for(&sessions, "sleeper", TIMEOUT, |s: Option<&AgentSession>| {
-            s.and_then(|s| s.status.as_ref()?.phase) == Some(SessionPhase::Stopped)
-        })
-        .await;
-        let described = agents(&ns, &["describe", "sleeper"]).await;
-        assert!(
-            described.stdout.contains("Phase:            Stopped"),
-            "{described}"
-        );
-        gate.open();
+    // A running agent, stopped.
+    let started = agents(
+        ns,
+        &["start", "sleeper", "--blueprint", BLUEPRINT, "-p", HOLD],
+    )
+    .await;
+    assert_eq!(started.code, Some(0), "{started}");
+    fake.wait_for("a model call of sleeper", TIMEOUT, |r| {
+        r.user_texts().join("\n").contains(HOLD)
     })
     .await;
+    let stopped = agents(ns, &["stop", "sleeper"]).await;
+    assert_eq!(stopped.code, Some(0), "{stopped}");
+    assert!(stopped.stdout.contains("stopping sleeper-"), "{stopped}");
+    wait_for(&sessions, "sleeper", TIMEOUT, |s: Option<&AgentSession>| {
+        s.and_then(|s| s.status.as_ref()?.phase) == Some(SessionPhase::Stopped)
+    })
+    .await;
+    let described = agents(ns, &["describe", "sleeper"]).await;
+    assert!(
+        described.stdout.contains("Phase:            Stopped"),
+        "{described}"
+    );
 }
