@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, SessionPhase};
 use e2e::anthropic::{FakeAnthropic, Gate, Reply, Request};
-use e2e::local_agents::target_bin;
+use e2e::local_agents::{ProcessNode, claude_blueprint, target_bin};
 use e2e::stack::agent_processes;
 use e2e::{kubeconfig_path, wait_for, with_temp_ns};
+use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -137,10 +138,11 @@ async fn kubectl_agents_against_real_agents() {
             }
         })
         .await;
-        let _stack = agent_processes(&client, &ns, &["--default-storage-class"]).await;
+        let (_gateway, node, _operator) =
+            agent_processes(&client, &ns, &["--default-storage-class"]).await;
         e2e::stack::apply_readme_example(&ns, &fake).await;
         the_readme_tree(&client, &ns).await;
-        starting_waiting_stopping_and_bad_input(&client, &ns, &fake).await;
+        starting_waiting_stopping_and_bad_input(&client, &ns, &fake, &node).await;
         gate.open();
     })
     .await;
@@ -149,8 +151,9 @@ async fn kubectl_agents_against_real_agents() {
 /// A prompt the stand-in answers with an API error, and one it holds until the end of the test.
 const FAIL: &str = "FAIL-FOR-THE-CLI-TEST";
 const HOLD: &str = "HOLD-FOR-THE-CLI-TEST";
-/// The README example's blueprint.
-const BLUEPRINT: &str = "local-claude";
+/// The blueprint of the second part: Pods pinned to this test's process node (the README's blueprint lets them go to
+/// any process node, another test's included).
+const BLUEPRINT: &str = "cli-claude";
 
 /// `tree` and `logs` of the README's example.
 async fn the_readme_tree(client: &Client, ns: &str) {
@@ -216,7 +219,26 @@ async fn the_readme_tree(client: &Client, ns: &str) {
 }
 
 /// `start --wait` of an agent that fails, `stop` of one that runs, and bad input.
-async fn starting_waiting_stopping_and_bad_input(client: &Client, ns: &str, fake: &FakeAnthropic) {
+async fn starting_waiting_stopping_and_bad_input(
+    client: &Client,
+    ns: &str,
+    fake: &FakeAnthropic,
+    node: &ProcessNode,
+) {
+    let blueprint = claude_blueprint(
+        BLUEPRINT,
+        node,
+        &fake.base_url_per_session(),
+        "You are a CLI test agent.",
+    );
+    let blueprints: Api<DynamicObject> = e2e::gateway::api(client, ns, "AgentBlueprint");
+    blueprints
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(blueprint).unwrap(),
+        )
+        .await
+        .expect("create blueprint");
     let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
     let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
     let names = || async {
@@ -309,6 +331,13 @@ async fn starting_waiting_stopping_and_bad_input(client: &Client, ns: &str, fake
     let described = agents(ns, &["describe", "sleeper"]).await;
     assert!(
         described.stdout.contains("Phase:            Stopped"),
+        "{described}"
+    );
+    // Its Events are the operator's, on the session and its job.
+    assert!(
+        described
+            .stdout
+            .contains("AgentSession/sleeper  JobStarted"),
         "{described}"
     );
 }
