@@ -30,17 +30,22 @@ pub fn job_ended(job: &AgentJob) -> bool {
         .is_some_and(JobPhase::is_finished)
 }
 
-/// Session state from the session (if it exists) and the jobs naming it. Running: it has a current job or a job
-/// naming it has not ended. Without the session object, a Start job that has not ended means it is being created;
-/// anything else means it does not exist (a Resume alone will fail with SessionNotFound).
+/// Session state from the session (if it exists) and the jobs naming it. Running: it has a current job that has
+/// not ended, or a job naming it has not ended. A current job whose own status says it ended does not count: the
+/// session's status lags the job's until the operator's next write, and a sync start or resume has already answered
+/// with that job's result, so a status or result read right after must agree. Without the session object, a Start
+/// job that has not ended means it is being created; anything else means it does not exist (a Resume alone will
+/// fail with SessionNotFound).
 pub fn session_state<'a>(
     session: Option<&AgentSession>,
     jobs: impl IntoIterator<Item = &'a AgentJob>,
 ) -> SessionState {
-    let mut jobs = jobs.into_iter().filter(|j| !job_ended(j));
+    let all: Vec<&AgentJob> = jobs.into_iter().collect();
+    let mut jobs = all.iter().filter(|j| !job_ended(j));
     match session {
         Some(s) => {
-            let has_current = s.status.as_ref().is_some_and(|st| st.current_job.is_some());
+            let has_current = current_job(s)
+                .is_some_and(|cur| !all.iter().any(|j| j.name_any() == cur && job_ended(j)));
             if has_current || jobs.next().is_some() {
                 SessionState::Running
             } else {
@@ -61,12 +66,22 @@ pub fn in_run_order(mut jobs: Vec<&AgentJob>) -> Vec<&AgentJob> {
     jobs
 }
 
-/// The job whose result a finished session reports: the session's lastJob when the operator recorded it, else the
-/// last ended job in run order.
+fn current_job(session: &AgentSession) -> Option<&str> {
+    session.status.as_ref()?.current_job.as_deref()
+}
+
+/// The job whose result a finished session reports: its current job if that has ended (the operator has not
+/// moved it to lastJob yet), else the session's lastJob when the operator recorded it, else the last ended job in
+/// run order.
 pub fn last_ended_job<'a>(
     session: Option<&AgentSession>,
     jobs: Vec<&'a AgentJob>,
 ) -> Option<&'a AgentJob> {
+    if let Some(cur) = session.and_then(current_job)
+        && let Some(job) = jobs.iter().find(|j| j.name_any() == cur && job_ended(j))
+    {
+        return Some(job);
+    }
     let last = session.and_then(|s| s.status.as_ref()?.last_job.clone());
     if let Some(name) = last
         && let Some(job) = jobs.iter().find(|j| j.name_any() == name)
@@ -191,6 +206,29 @@ mod tests {
             SessionState::Finished
         );
         assert_eq!(session_state(Some(&s), []), SessionState::Finished);
+    }
+
+    #[test]
+    fn a_current_job_that_ended_is_finished_before_the_operator_moves_it() {
+        // The operator has not yet written that s-2 ended: currentJob still names it, lastJob the one before.
+        let s = session("s", Some("s-2"), Some("s-1"));
+        let first = job("s-1", "s", JobType::Start, Some(JobPhase::Succeeded), 1);
+        let running = job("s-2", "s", JobType::Resume, Some(JobPhase::Running), 2);
+        let ended = job("s-2", "s", JobType::Resume, Some(JobPhase::Succeeded), 2);
+        assert_eq!(
+            session_state(Some(&s), [&first, &running]),
+            SessionState::Running
+        );
+        assert_eq!(
+            session_state(Some(&s), [&first, &ended]),
+            SessionState::Finished
+        );
+        let reported = last_ended_job(Some(&s), vec![&first, &ended]).expect("a job");
+        assert_eq!(
+            reported.name_any(),
+            "s-2",
+            "the ended current job, not lastJob"
+        );
     }
 
     #[test]
