@@ -66,6 +66,18 @@ python-env: ## the Python environment of the e2e MCP client
 	@if [ ! -x $(PYTHON_ENV)/bin/python ]; then python3 -m venv $(PYTHON_ENV); fi
 	@$(PYTHON_ENV)/bin/pip install -q --disable-pip-version-check -r e2e/python/requirements.txt
 
+# The official TypeScript MCP SDK, pinned by e2e/typescript/package-lock.json, for the e2e people's-client test.
+TYPESCRIPT_ENV := $(LOCAL)/typescript
+
+.PHONY: typescript-env
+typescript-env: ## the TypeScript MCP SDK (pinned) of the e2e tests into .local/typescript
+	@mkdir -p $(TYPESCRIPT_ENV)
+	@if ! cmp -s e2e/typescript/package-lock.json $(TYPESCRIPT_ENV)/package-lock.json; then \
+		cp e2e/typescript/package.json e2e/typescript/package-lock.json $(TYPESCRIPT_ENV)/ && \
+		{ cd $(TYPESCRIPT_ENV) && npm ci --no-audit --no-fund --loglevel=error; } || \
+		{ rm -f $(TYPESCRIPT_ENV)/package-lock.json; exit 1; }; \
+	fi
+
 # The real Claude Code CLI, pinned, from npm (its native binary comes as an optional dependency). Agent Pods on the
 # process node run it against the scripted Anthropic stand-in in tests, or against the real API with a key.
 CLAUDE_VERSION := 2.1.328
@@ -79,7 +91,7 @@ claude: ## the Claude Code CLI (pinned) into .local/claude
 	@$(CLAUDE) --version
 
 .PHONY: e2e
-e2e: python-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
+e2e: python-env typescript-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
 	cargo build -q --bins
 	scripts/e2e-lanes.sh
 
