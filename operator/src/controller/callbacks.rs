@@ -33,22 +33,21 @@ use std::sync::Arc;
 
 use crds::contract::bound_result;
 use crds::{
-    AgentJob, AgentJobSpec, AgentSession, AgentSessionStatus, CallbackOutcome, CallbackProgress,
-    CallbackState, JobPhase, JobType, MAX_PROMPT, QueuedCallback, SessionPhase, labels,
+    AgentJob, AgentSession, AgentSessionStatus, CallbackOutcome, CallbackProgress, CallbackState,
+    JobPhase, MAX_PROMPT, QueuedCallback, SessionPhase, labels,
 };
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::apply::{already_exists, apply_status};
 use crate::context::{Context, MANAGER};
-use crate::domain::callback::message;
 use crate::domain::callback::rules::{
     calls_back, delivered_uids, delivery_job_name, ended, settled, state,
 };
-use crate::domain::lineage::recorded_parent;
+use crate::domain::callback::{delivery_job, inherited_parent, message};
 use crate::error::Result;
 
 /// Field manager of `status.callback` on child jobs (apart from the job lifecycle's own manager).
@@ -269,14 +268,7 @@ pub async fn deliver(
                 ctx.jobs
                     .get(&kube::runtime::reflector::ObjectRef::new(l).within(&ns))
             });
-            // It is bound to the grandparent the last job was bound to, recorded at once (no binding write later).
-            let inherit = last
-                .filter(|l| {
-                    l.spec.callback
-                        && l.spec.parent_session_name.is_some()
-                        && l.spec.parent_session_name == status.parent_session_name
-                })
-                .and_then(|l| recorded_parent(&l).map(String::from));
+            let inherit = inherited_parent(last.as_deref(), status);
             let job = delivery_job(parent, status, &name, &carried, inherit);
             ctx.metrics.write("agentjobs", "create");
             match api
@@ -328,60 +320,6 @@ fn observe_latency(ctx: &Context, ns: &str, carried: &[QueuedCallback]) {
         ctx.metrics.callback_latency.observe(seconds);
     }
     ctx.metrics.callbacks_delivered.inc_by(carried.len() as u64);
-}
-
-/// The Resume job that delivers `entries` to `parent`. It calls the parent's own parent back when the parent's last
-/// job did (so a middle session of a tree reports its continued work upwards, as its first turn did).
-fn delivery_job(
-    parent: &AgentSession,
-    status: &AgentSessionStatus,
-    name: &str,
-    entries: &[QueuedCallback],
-    inherit_callback: Option<String>,
-) -> AgentJob {
-    let uids: Vec<&str> = entries.iter().map(|e| e.child_job_uid.as_str()).collect();
-    let jobs: Vec<&str> = entries.iter().map(|e| e.child_job.as_str()).collect();
-    let grandparent = status.parent_session_name.clone();
-    let callback = grandparent.is_some() && inherit_callback.is_some();
-    let mut annotations: std::collections::BTreeMap<String, String> = [
-        (labels::DELIVERS.to_string(), uids.join(",")),
-        (labels::DELIVERS_JOBS.to_string(), jobs.join(",")),
-    ]
-    .into();
-    if let Some(uid) = inherit_callback.filter(|_| callback) {
-        annotations.insert(labels::PARENT_UID.to_string(), uid);
-    }
-    AgentJob {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: parent.namespace(),
-            labels: Some(
-                [
-                    (labels::CALLBACK_DELIVERY.to_string(), "true".to_string()),
-                    (labels::SESSION.to_string(), parent.name_any()),
-                    (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-                ]
-                .into(),
-            ),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        spec: AgentJobSpec {
-            job_type: JobType::Resume,
-            session_name: parent.name_any(),
-            prompt: message(entries),
-            blueprint: None,
-            parent_session_name: if callback { grandparent } else { None },
-            callback,
-            project_dir: None,
-            timeout_seconds: None,
-            ttl_seconds_after_finished: None,
-            backoff_limit: None,
-            parent_close_policy: None,
-            budget: None,
-        },
-        status: None,
-    }
 }
 
 /// Step 4: marks `Delivered` every child whose entry has left the parent's queue in a delivery job. Children

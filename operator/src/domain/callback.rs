@@ -1,6 +1,14 @@
-//! The prompt that delivers child callbacks to a parent, in the message format of the original system.
+//! The Resume job that delivers child callbacks to a parent, and its prompt in the message format of the original
+//! system.
 
-use crds::{CallbackOutcome, QueuedCallback};
+use crds::{
+    AgentJob, AgentJobSpec, AgentSession, AgentSessionStatus, CallbackOutcome, JobType,
+    QueuedCallback, labels,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
+use super::lineage::recorded_parent;
 
 fn body(entry: &QueuedCallback) -> String {
     match entry.outcome {
@@ -39,6 +47,71 @@ pub fn message(entries: &[QueuedCallback]) -> String {
                 blocks.join("\n\n---\n\n")
             )
         }
+    }
+}
+
+/// The grandparent UID a delivery job calls back: the one the parent's last job was bound to, when that job
+/// called back the parent's current parent. Recorded on the delivery job at once, so it needs no binding write.
+pub fn inherited_parent(last: Option<&AgentJob>, status: &AgentSessionStatus) -> Option<String> {
+    last.filter(|l| {
+        l.spec.callback
+            && l.spec.parent_session_name.is_some()
+            && l.spec.parent_session_name == status.parent_session_name
+    })
+    .and_then(|l| recorded_parent(l).map(String::from))
+}
+
+/// The Resume job that delivers `entries` to `parent`. It calls the parent's own parent back when the parent's last
+/// job did (so a middle session of a tree reports its continued work upwards, as its first turn did).
+pub fn delivery_job(
+    parent: &AgentSession,
+    status: &AgentSessionStatus,
+    name: &str,
+    entries: &[QueuedCallback],
+    inherit_callback: Option<String>,
+) -> AgentJob {
+    let uids: Vec<&str> = entries.iter().map(|e| e.child_job_uid.as_str()).collect();
+    let jobs: Vec<&str> = entries.iter().map(|e| e.child_job.as_str()).collect();
+    let grandparent = status.parent_session_name.clone();
+    let callback = grandparent.is_some() && inherit_callback.is_some();
+    let mut annotations: std::collections::BTreeMap<String, String> = [
+        (labels::DELIVERS.to_string(), uids.join(",")),
+        (labels::DELIVERS_JOBS.to_string(), jobs.join(",")),
+    ]
+    .into();
+    if let Some(uid) = inherit_callback.filter(|_| callback) {
+        annotations.insert(labels::PARENT_UID.to_string(), uid);
+    }
+    AgentJob {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: parent.namespace(),
+            labels: Some(
+                [
+                    (labels::CALLBACK_DELIVERY.to_string(), "true".to_string()),
+                    (labels::SESSION.to_string(), parent.name_any()),
+                    (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                ]
+                .into(),
+            ),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: AgentJobSpec {
+            job_type: JobType::Resume,
+            session_name: parent.name_any(),
+            prompt: message(entries),
+            blueprint: None,
+            parent_session_name: if callback { grandparent } else { None },
+            callback,
+            project_dir: None,
+            timeout_seconds: None,
+            ttl_seconds_after_finished: None,
+            backoff_limit: None,
+            parent_close_policy: None,
+            budget: None,
+        },
+        status: None,
     }
 }
 
@@ -88,6 +161,65 @@ mod tests {
             m,
             "Multiple child agent sessions have completed.\n\n### Child: c2\n\ntwo\n\n---\n\n### Child: c1\n\nError: Child session failed.\n\nagent exited with code 1\n\nPlease continue with the orchestration based on these results."
         );
+    }
+
+    mod delivery {
+        use super::super::*;
+        use crate::domain::fixtures::yaml;
+
+        fn middle() -> AgentSession {
+            yaml("metadata: {name: mid, namespace: ns, uid: u-mid}\nspec: {parentSessionName: top}")
+        }
+
+        fn status() -> AgentSessionStatus {
+            yaml("{phase: Idle, jobCount: 1, lastJob: mid, parentSessionName: top}")
+        }
+
+        fn last(callback: bool) -> AgentJob {
+            yaml(&format!(
+                r#"
+metadata: {{name: mid, namespace: ns, annotations: {{agentorchestrator.dev/parent-uid: u-top}}}}
+spec: {{type: Start, sessionName: mid, prompt: p, parentSessionName: top, callback: {callback}}}
+"#
+            ))
+        }
+
+        #[test]
+        fn a_delivery_lists_what_it_carries_and_prompts_with_it() {
+            let entries = [
+                super::entry("c1", CallbackOutcome::Succeeded, Some("one"), None),
+                super::entry("c2", CallbackOutcome::Succeeded, Some("two"), None),
+            ];
+            let job = delivery_job(&middle(), &status(), "mid-cb-1", &entries, None);
+            assert_eq!(job.name_any(), "mid-cb-1");
+            assert_eq!(job.spec.job_type, JobType::Resume);
+            assert_eq!(job.spec.session_name, "mid");
+            assert_eq!(job.spec.prompt, message(&entries));
+            assert_eq!(job.annotations()[labels::DELIVERS], "u-c1,u-c2");
+            assert_eq!(job.annotations()[labels::DELIVERS_JOBS], "c1-job,c2-job");
+            assert_eq!(job.labels()[labels::CALLBACK_DELIVERY], "true");
+            assert!(!job.spec.callback);
+            assert!(job.spec.parent_session_name.is_none());
+            assert!(!job.annotations().contains_key(labels::PARENT_UID));
+        }
+
+        #[test]
+        fn a_middle_session_reports_up_bound_to_the_grandparent_its_last_job_was_bound_to() {
+            let inherit = inherited_parent(Some(&last(true)), &status());
+            assert_eq!(inherit.as_deref(), Some("u-top"));
+            let entries = [super::entry(
+                "c1",
+                CallbackOutcome::Succeeded,
+                Some("one"),
+                None,
+            )];
+            let job = delivery_job(&middle(), &status(), "mid-cb-1", &entries, inherit);
+            assert!(job.spec.callback);
+            assert_eq!(job.spec.parent_session_name.as_deref(), Some("top"));
+            assert_eq!(job.annotations()[labels::PARENT_UID], "u-top");
+            assert_eq!(inherited_parent(Some(&last(false)), &status()), None);
+            assert_eq!(inherited_parent(None, &status()), None);
+        }
     }
 
     #[test]
