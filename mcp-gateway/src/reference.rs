@@ -209,13 +209,26 @@ call fails with a timeout error while the session keeps running.\n\
 the gateway is starting and has not loaded the sessions yet; retry in a few seconds`.\n\
 - Session names are DNS labels (lowercase letters, digits and `-`) of at most {name} characters; prompts are 1 to \
 {prompt} characters and not blank; `wait_seconds` is 0 to {wait}.\n\n",
-        max = format::MAX_RESPONSE_CHARS,
+        max = thousands(format::MAX_RESPONSE_CHARS),
         marker = format::TRUNCATION_MARKER.trim(),
         sync = ops::SYNC_WAIT.as_secs(),
         name = crds::MAX_SESSION_NAME,
-        prompt = crds::MAX_PROMPT,
+        prompt = thousands(crds::MAX_PROMPT),
         wait = validate::MAX_WAIT_SECONDS,
     )
+}
+
+/// `25000` as `25,000`, as the tool descriptions write numbers.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 fn identity() -> String {
@@ -268,7 +281,7 @@ starts root sessions (no parent; `callback=true` is refused), and its work goes 
     for refusal in refusals() {
         let _ = writeln!(
             out,
-            "| {} | `{}` | {} |",
+            "| {} | `{}` | `{}` |",
             refusal.status().as_u16(),
             refusal.reason(),
             cell(&refusal.to_string())
@@ -440,5 +453,14 @@ mod tests {
         let p: Map<String, Value> = serde_json::from_str(r#"{"minimum": 1}"#).unwrap();
         assert_eq!(bounds(&p), "at least 1");
         assert_eq!(cell("a | b\nc"), "a \\| b c");
+        assert_eq!(
+            [
+                thousands(7),
+                thousands(25_000),
+                thousands(100_000),
+                thousands(1_234_567)
+            ],
+            ["7", "25,000", "100,000", "1,234,567"]
+        );
     }
 }
