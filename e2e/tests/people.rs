@@ -337,6 +337,21 @@ async fn a_persons_token_starts_root_sessions_within_its_rbac_rights() {
             assert!(text.contains(&want), "{tool}: {text}");
             assert!(text.contains(&format!("{tool} needs")), "{tool}: {text}");
         }
+        // Without X-Agent-Namespace a person works in the gateway's --namespace (here: default), as the refusal
+        // says; the TypeScript SDK sees the same refusal.
+        let results = typescript(
+            &McpClient::new(gw.url()).bearer(&bob),
+            vec![call("list_agent_blueprints", json!({}))],
+        )
+        .await
+        .expect("bob's TypeScript client session");
+        let text = error_text(&results[0]);
+        assert!(
+            text.contains(&format!(
+                "'system:serviceaccount:{ns}:bob' may not list agentblueprints.{GROUP} in namespace 'default'"
+            )),
+            "{text}"
+        );
         assert_eq!(objects(&client, &ns).await, before, "a refused call changed the namespace");
 
         // Counted: people's requests by kind, refusals by tool and reason.
@@ -347,9 +362,11 @@ async fn a_persons_token_starts_root_sessions_within_its_rbac_rights() {
         );
         let refusals = gw.samples("mcp_gateway_tool_refusals_total").await;
         for (tool, ..) in &refused {
+            // list_agent_blueprints was refused once more, in the default namespace.
+            let want = if *tool == "list_agent_blueprints" { 2.0 } else { 1.0 };
             assert_eq!(
                 refusals.get(&format!(r#"{{tool="{tool}",reason="rbac_denied"}}"#)),
-                Some(&1.0),
+                Some(&want),
                 "{tool}: {refusals:?}"
             );
         }
