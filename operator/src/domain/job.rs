@@ -80,10 +80,58 @@ pub fn failure_text(exit_code: Option<i32>, reason: &str, message: Option<&str>)
     text
 }
 
+/// How long a running job has left before its `timeoutSeconds`, counted from `started`, at `now` (zero once past;
+/// `None` without a timeout or a start time).
+pub fn deadline_left(
+    job: &crds::AgentJob,
+    started: Option<&Time>,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let timeout = job.spec.timeout_seconds?;
+    let deadline = started?
+        .0
+        .checked_add(jiff::SignedDuration::from_secs(timeout))
+        .ok()?;
+    let left = now.duration_until(deadline);
+    Some(if left.is_negative() {
+        std::time::Duration::ZERO
+    } else {
+        left.unsigned_abs()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::fixtures::yaml;
+
+    #[test]
+    fn the_deadline_counts_from_the_start_and_stops_at_zero() {
+        let job = |timeout: &str| -> crds::AgentJob {
+            yaml(&format!(
+                "metadata: {{name: j, namespace: ns}}\nspec: {{type: Start, sessionName: s, prompt: p{timeout}}}"
+            ))
+        };
+        let started = Time("2026-01-01T00:00:00Z".parse().unwrap());
+        let at = |t: &str| -> jiff::Timestamp { t.parse().unwrap() };
+        let timed = job(", timeoutSeconds: 60");
+        assert_eq!(
+            deadline_left(&timed, Some(&started), at("2026-01-01T00:00:45Z")),
+            Some(std::time::Duration::from_secs(15))
+        );
+        assert_eq!(
+            deadline_left(&timed, Some(&started), at("2026-01-01T00:05:00Z")),
+            Some(std::time::Duration::ZERO)
+        );
+        assert_eq!(
+            deadline_left(&timed, None, at("2026-01-01T00:05:00Z")),
+            None
+        );
+        assert_eq!(
+            deadline_left(&job(""), Some(&started), at("2026-01-01T00:05:00Z")),
+            None
+        );
+    }
 
     #[test]
     fn a_running_pod_is_running() {

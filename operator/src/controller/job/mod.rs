@@ -25,7 +25,7 @@ use super::callbacks::write_progress;
 use crate::apply::{already_exists, apply_status, not_found};
 use crate::context::{Context, MANAGER};
 use crate::domain::callback::rules::{settled, state};
-use crate::domain::job::{PodOutcome, failure_text, observe};
+use crate::domain::job::{PodOutcome, deadline_left, failure_text, observe};
 use crate::domain::lineage::{Binding, Gone, bind, creates_cycle, recorded_parent};
 use crate::domain::order::{is_deleting, is_finished};
 use crate::domain::pod::{PodInputs, build_pod};

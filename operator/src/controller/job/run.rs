@@ -181,7 +181,7 @@ pub(super) async fn follow_pod(
                 )
                 .await;
             }
-            match deadline_left(job, started.as_ref()) {
+            match deadline_left(job, started.as_ref(), jiff::Timestamp::now()) {
                 Some(left) if left.is_zero() => stop_for_deadline(job, pod, ctx).await,
                 Some(left) => Ok(Action::requeue(left)),
                 None => Ok(Action::await_change()),
@@ -254,20 +254,6 @@ pub(super) async fn follow_pod(
             Ok(Action::await_change())
         }
     }
-}
-
-pub(super) fn deadline_left(job: &AgentJob, started: Option<&Time>) -> Option<Duration> {
-    let timeout = job.spec.timeout_seconds?;
-    let started = started?.0;
-    let deadline = started
-        .checked_add(jiff::SignedDuration::from_secs(timeout))
-        .ok()?;
-    let left = jiff::Timestamp::now().duration_until(deadline);
-    Some(if left.is_negative() {
-        Duration::ZERO
-    } else {
-        left.unsigned_abs()
-    })
 }
 
 /// Ends a job that outran its timeoutSeconds: the status is written first, so that the Pod's disappearance is
