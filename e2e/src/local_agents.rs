@@ -117,6 +117,14 @@ impl ProcessNode {
 
 impl Drop for ProcessNode {
     fn drop(&mut self) {
+        // SIGTERM first, so the node gives back what it changed in the cluster (its default StorageClass mark);
+        // SIGKILL if it has not exited within 10 s.
+        // SAFETY: a plain kill(2) on our own child, not yet waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {

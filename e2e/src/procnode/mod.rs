@@ -9,7 +9,8 @@
 //! Pods with SIGTERM then SIGKILL. What it does not: images (a container's command runs from the node's PATH; an
 //! image without a command maps to a configured entrypoint), isolation (processes run as the node's user, in-
 //! container paths are translated to local folders in environment values, arguments and the working folder),
-//! restarts, probes, and refreshing projected tokens. Logs are files, `ROOT/logs/NAMESPACE/POD/CONTAINER.log`,
+//! restarts, probes, and refreshing projected tokens. SIGTERM or SIGINT stop it, giving back its default
+//! StorageClass mark. Logs are files, `ROOT/logs/NAMESPACE/POD/CONTAINER.log`,
 //! also served to `kubectl logs` (see `logs`).
 
 pub mod container;
@@ -86,16 +87,39 @@ pub async fn run(client: Client, mut config: Config) -> Result<()> {
         }
     };
     node::register(&client, &config.node, logs_port).await?;
-    storage::ensure_class(&client, config.default_storage_class).await?;
+    storage::ensure_class(&client, &config.node, config.default_storage_class).await?;
     let volumes = config.root.join("volumes");
     std::fs::create_dir_all(&volumes)?;
     tracing::info!(node = %config.node, root = %config.root.display(), "process node ready");
     tokio::select! {
         _ = node::heartbeat(client.clone(), config.node.clone(), logs_port) => Ok(()),
         r = pods::run(client.clone(), config.clone()) => r,
-        r = storage::provision(client.clone(), volumes) => r,
+        r = storage::provision(client.clone(), volumes, config.node.clone()) => r,
         r = storage::reclaim(client.clone()) => r,
+        r = stop_signal() => {
+            r?;
+            // What this node changed in the cluster beyond its own objects: the default StorageClass mark.
+            if config.default_storage_class {
+                storage::unmark_default(&client, &config.node).await?;
+            }
+            tracing::info!(node = %config.node, "process node stopped");
+            Ok(())
+        }
     }
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
