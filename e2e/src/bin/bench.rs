@@ -197,6 +197,19 @@ async fn print_gateway(client: &kube::Client) {
             .map(|e| format!("   first: {e}"))
             .unwrap_or_default()
     );
+    let worst = figures
+        .status_waits
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "status wait answered after the job ended (Python client, its exit included): p50 {:>7.1} ms  max {:>7.1} ms ({} waits; target < 10 s: {})",
+        ms(e2e::bench::percentile(&figures.status_waits, 50.0)),
+        ms(worst),
+        figures.status_waits.len(),
+        verdict(worst < std::time::Duration::from_secs(10))
+    );
     let r = &figures.report;
     let p = |tool: &str, q: &str| r[tool][q].as_f64().unwrap_or(f64::NAN);
     println!(
