@@ -19,7 +19,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
@@ -304,6 +304,28 @@ async fn a_persons_token_starts_root_sessions_within_its_rbac_rights() {
             err.contains("X-Agent-Session-Name is for agent Pods"),
             "{err}"
         );
+
+        // A token bound to a Pod is an agent's, never a person's: the agent Pod of py-root with a token for the API
+        // server's audience (its ServiceAccount's, not the gateway's) is refused, not taken for a person's.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let agent_pod = pods
+            .list(&ListParams::default().labels(&format!("{}=py-root", crds::labels::SESSION)))
+            .await
+            .expect("list Pods")
+            .items
+            .into_iter()
+            .next()
+            .expect("the agent Pod of py-root");
+        let pods_own = e2e::procnode::volumes::bound_token(&client, &agent_pod, None, Some(600))
+            .await
+            .expect("TokenRequest bound to the agent Pod");
+        let err = McpClient::new(gw.url())
+            .bearer(&pods_own)
+            .header("X-Agent-Namespace", &ns)
+            .run(vec![call("list_agent_sessions", json!({}))])
+            .await
+            .expect_err("a Pod-bound token with the API server's audience is refused");
+        assert!(err.contains("a Pod's token is never a person's"), "{err}");
 
         // bob has no Role: every tool is refused with what he lacks, and nothing is created or deleted.
         let before = objects(&client, &ns).await;
