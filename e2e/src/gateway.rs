@@ -478,7 +478,9 @@ pub async fn http(
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        // A malformed size is a broken response, not the end of the body.
+        let n = usize::from_str_radix(size.trim(), 16)
+            .unwrap_or_else(|_| panic!("malformed chunk size {size:?} in an HTTP response"));
         if n == 0 || tail.len() < n {
             break;
         }
