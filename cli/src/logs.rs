@@ -145,12 +145,7 @@ fn heading(out: &mut impl Write, job: &AgentJob, opts: &Options) -> Result<()> {
         title.push_str(&format!(", {reason}"));
     }
     title.push_str(") ===");
-    let rendering = Rendering { full: opts.full };
-    let prompt = rendering.message(&Message::User {
-        session_id: None,
-        blocks: vec![agent_stream::Block::Text(job.spec.prompt.clone())],
-    });
-    let prompt = prompt.unwrap_or_default().replacen("user:", "prompt:", 1);
+    let prompt = Rendering { full: opts.full }.prompt(&job.spec.prompt);
     write_out(out, &format!("{title}\n{prompt}\n"))
 }
 

@@ -107,9 +107,10 @@ impl Snapshot {
         seen
     }
 
-    /// True when nothing in the tree under `root` runs or will run by itself: every session has ended its last job
-    /// with nothing queued, no job is waiting or running, and no callback is still on its way. A child's job that
-    /// names a session of the tree as parent counts before its session exists.
+    /// True when nothing in the tree under `root` runs or will run by itself: every session has ended its last job,
+    /// no Idle session has callbacks queued (the operator delivers those; a Failed or Stopped session keeps its queue
+    /// until someone resumes it), no job is waiting or running, and no callback is still on its way. A child's job
+    /// that names a session of the tree as parent counts before its session exists.
     pub fn tree_is_idle(&self, namespace: &str, root: &str) -> bool {
         if self.session(namespace, root).is_none() {
             return false;
@@ -118,10 +119,11 @@ impl Snapshot {
         let sessions_quiet = tree.iter().all(|name| {
             self.session(namespace, name).is_some_and(|s| {
                 let status = s.status.clone().unwrap_or_default();
-                matches!(
-                    status.phase,
-                    Some(SessionPhase::Idle | SessionPhase::Failed | SessionPhase::Stopped)
-                ) && status.callback_queue.is_empty()
+                match status.phase {
+                    Some(SessionPhase::Idle) => status.callback_queue.is_empty(),
+                    Some(SessionPhase::Failed | SessionPhase::Stopped) => true,
+                    _ => false,
+                }
             })
         });
         let jobs_quiet = self
@@ -303,6 +305,9 @@ mod tests {
                 enqueue_time: at(5),
             });
         assert!(!queued.tree_is_idle("ns", "root"));
+        // A Failed parent keeps its queue until it is resumed: nothing more happens by itself.
+        queued.sessions[0].status.as_mut().unwrap().phase = Some(SessionPhase::Failed);
+        assert!(queued.tree_is_idle("ns", "root"));
 
         // A child job created for the tree whose session does not exist yet.
         let mut starting = finished_tree();

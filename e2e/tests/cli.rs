@@ -204,7 +204,7 @@ async fn the_readme_tree(client: &Client, ns: &str) {
     // resumed with.
     assert_eq!(followed.code, Some(0), "{followed}");
     assert_conversation(&followed);
-    let logs = agents(ns, &["logs", "planner", "--full"]).await;
+    let logs = agents(ns, &["logs", "planner"]).await;
     assert_eq!(logs.code, Some(0), "{logs}");
     assert_conversation(&logs);
     assert!(

@@ -11,6 +11,9 @@ const SHORT_LINES: usize = 8;
 const SHORT_CHARS: usize = 600;
 /// Tool-call arguments are what the agent decided: kept longer than results.
 const ARGUMENT_CHARS: usize = 2000;
+/// A job's prompt (a callback delivery's carries its children's results) is what the agent was asked: longer still.
+const PROMPT_LINES: usize = 40;
+const PROMPT_CHARS: usize = 4000;
 
 /// How to render.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,6 +83,11 @@ impl Rendering {
         (!out.is_empty()).then(|| out.join("\n"))
     }
 
+    /// A job's prompt, labelled `prompt:`.
+    pub fn prompt(&self, text: &str) -> String {
+        labelled("prompt", &self.shorten_to(text, PROMPT_LINES, PROMPT_CHARS))
+    }
+
     fn block(&self, block: &Block, out: &mut Vec<String>) {
         match block {
             Block::Text(text) if text.trim().is_empty() => {}
@@ -111,22 +119,23 @@ impl Rendering {
 
     /// `text` cut to SHORT_LINES lines and `chars` characters, saying how much was left out.
     fn shorten(&self, text: &str, chars: usize) -> String {
+        self.shorten_to(text, SHORT_LINES, chars)
+    }
+
+    /// `text` cut to `lines` lines and `chars` characters.
+    fn shorten_to(&self, text: &str, lines: usize, chars: usize) -> String {
         let text = text.trim_end();
         if self.full {
             return text.to_string();
         }
-        let mut kept: String = text
-            .lines()
-            .take(SHORT_LINES)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut kept: String = text.lines().take(lines).collect::<Vec<_>>().join("\n");
         if kept.chars().count() > chars {
             kept = kept.chars().take(chars).collect();
         }
         let total = text.chars().count();
         let shown = kept.chars().count();
         // Joining the kept lines drops nothing but line ends, so equal counts mean nothing was cut.
-        if text.lines().count() <= SHORT_LINES && shown == total {
+        if text.lines().count() <= lines && shown == total {
             return text.to_string();
         }
         format!("{kept} … [{} more characters]", total - shown)
@@ -175,6 +184,12 @@ mod tests {
         assert_eq!(
             Rendering { full: true }.shorten(&many, SHORT_CHARS),
             many.trim_end()
+        );
+        // Prompts keep more: all 20 lines here.
+        let indented: Vec<String> = (2..=20).map(|i| format!("line {i}")).collect();
+        assert_eq!(
+            r.prompt(&many),
+            format!("prompt: line 1\n  {}", indented.join("\n  "))
         );
     }
 }
