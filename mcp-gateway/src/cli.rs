@@ -22,7 +22,8 @@ pub struct Args {
     #[arg(long, env = "MCP_GATEWAY_AUTH", value_enum, default_value = "token")]
     pub auth: AuthMode,
 
-    /// Namespace of the work of callers whose identity names none (header mode).
+    /// Namespace of the work of callers whose identity names none: header mode, and people whose requests carry no
+    /// X-Agent-Namespace. (An agent works in its Pod's namespace.)
     #[arg(long, env = "MCP_GATEWAY_NAMESPACE", default_value = "default")]
     pub namespace: String,
 
