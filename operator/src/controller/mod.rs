@@ -68,7 +68,7 @@ where
             record(&mut writer, &event);
             event
         })
-        .default_backoff()
+        .backoff(crate::retry::WatchBackoff::new())
         .touched_objects()
         .filter_map(|r| {
             future::ready(match r {
