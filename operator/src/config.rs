@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "AGENT_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
 
+    /// Seconds after their end when finished AgentJobs without their own `ttlSecondsAfterFinished` are deleted
+    /// (with their Pods; sessions keep the result). Unset: such jobs are kept.
+    #[arg(long, env = "AGENT_OPERATOR_DEFAULT_JOB_TTL_SECONDS", value_parser = clap::value_parser!(i64).range(0..=31_536_000))]
+    pub default_job_ttl_seconds: Option<i64>,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "AGENT_OPERATOR_LOG_JSON")]
     pub log_json: bool,

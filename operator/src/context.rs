@@ -35,6 +35,8 @@ pub struct Context {
     pub freshness: Freshness,
     /// Failures in a row per object, for the retry backoff (see `retry`).
     pub backoff: Backoff,
+    /// `ttlSecondsAfterFinished` of jobs that set none (None: they are kept).
+    pub default_job_ttl_seconds: Option<i64>,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -77,6 +79,7 @@ impl Context {
             metrics,
             freshness: Freshness::default(),
             backoff: Backoff::default(),
+            default_job_ttl_seconds: None,
             events_task: std::sync::Mutex::new(Some(events_task)),
         }
     }

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 client.clone(),
                 namespace,
                 defaults,
+                config.default_job_ttl_seconds,
                 metrics.clone(),
                 stopping(),
             )
@@ -150,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 client.clone(),
                 namespace,
                 defaults,
+                config.default_job_ttl_seconds,
                 metrics.clone(),
                 stopping(),
             );

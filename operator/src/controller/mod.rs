@@ -143,7 +143,15 @@ pub async fn run(
     defaults: PodDefaults,
     metrics: Metrics,
 ) {
-    run_until(client, namespace, defaults, metrics, future::pending()).await
+    run_until(
+        client,
+        namespace,
+        defaults,
+        None,
+        metrics,
+        future::pending(),
+    )
+    .await
 }
 
 /// Runs both controllers until `shutdown` resolves; then each stops taking new work, lets the reconciles in
@@ -152,6 +160,7 @@ pub async fn run_until(
     client: Client,
     namespace: Option<String>,
     defaults: PodDefaults,
+    default_job_ttl_seconds: Option<i64>,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -240,7 +249,7 @@ pub async fn run_until(
     };
     let blueprint_store = blueprint_changes.for_each(|_| future::ready(()));
 
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         defaults,
         (
@@ -251,7 +260,9 @@ pub async fn run_until(
         ),
         job_index.clone(),
         metrics,
-    ));
+    );
+    ctx.default_job_ttl_seconds = default_job_ttl_seconds;
+    let ctx = Arc::new(ctx);
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job
     // store would take its running job for deleted. Triggers sent meanwhile wait in the channels.
     let synced = {

@@ -95,7 +95,7 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
     Ok(Action::requeue(RESYNC))
 }
 
-fn job_reference(ns: &str, name: &str) -> ObjectReference {
+pub(crate) fn job_reference(ns: &str, name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some(AgentJob::api_version(&()).into()),
         kind: Some(AgentJob::kind(&()).into()),

@@ -6,6 +6,7 @@ pub mod job;
 pub mod lineage;
 pub mod order;
 pub mod pod;
+pub mod retention;
 pub mod session;
 pub mod workspace;
 

@@ -54,10 +54,13 @@ pub(super) async fn callback_duties(job: Arc<AgentJob>, ctx: &Context) -> Result
         } else {
             job
         };
-        if has_finalizer && settled(&job) {
-            set_finalizer(&job, ctx, false).await?;
-        }
-        return Ok(Duties::Done(Action::await_change()));
+        let job = if has_finalizer && settled(&job) {
+            Arc::new(set_finalizer(&job, ctx, false).await?)
+        } else {
+            job
+        };
+        // Finished: what is left is its retention.
+        return Ok(Duties::Continue(job));
     }
     let job = if has_finalizer {
         job

@@ -51,6 +51,7 @@ pub(super) fn now() -> Time {
 
 mod binding;
 mod duties;
+mod retention;
 mod run;
 mod status;
 
@@ -78,8 +79,11 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
     } else {
         job
     };
-    if is_deleting(&job) || is_finished(&job) {
+    if is_deleting(&job) {
         return Ok(Action::await_change());
+    }
+    if is_finished(&job) {
+        return retention::expire(&job, &ctx).await;
     }
     let ns = job.namespace().expect("AgentJob is namespaced");
     let sessions: Api<AgentSession> = Api::namespaced(ctx.client.clone(), &ns);
