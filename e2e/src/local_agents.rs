@@ -106,6 +106,26 @@ impl ProcessNode {
         (selector, tolerations)
     }
 
+    /// Pins every Pod of namespace `ns` to this node (the PodNodeSelector admission plugin of the local control
+    /// plane adds the namespace's node selector to each Pod's), for Pods whose own nodeSelector would let any process
+    /// node take them.
+    pub async fn pin_namespace(&self, ns: &str) {
+        let selector = format!(
+            "scheduler.alpha.kubernetes.io/node-selector=kubernetes.io/hostname={}",
+            self.name
+        );
+        let out = crate::chart::kubectl(
+            &["annotate", "namespace", ns, &selector, "--overwrite"],
+            None,
+        )
+        .await;
+        assert!(
+            out.ok,
+            "pin namespace {ns} to node {}: {}",
+            self.name, out.stderr
+        );
+    }
+
     /// The log of a Pod's container.
     pub fn log(&self, ns: &str, pod: &str, container: &str) -> String {
         std::fs::read_to_string(crate::procnode::logs::log_file(

@@ -28,8 +28,11 @@ pub async fn agent_processes(
 
 /// The README's example in `ns`: the Secret and ConfigMap "anthropic" pointing at `fake` (the demo model stands in
 /// for the API), then examples/local-claude-blueprint.yaml and examples/tree-job.yaml applied as they are. The
-/// process node must have been started with `--default-storage-class` (the example's claims name no class).
-pub async fn apply_readme_example(ns: &str, fake: &FakeAnthropic) {
+/// process node must have been started with `--default-storage-class` (the example's claims name no class). The
+/// example's Pods select any process node, so the namespace is first pinned to `node`: other tests' process nodes,
+/// running at the same time, must not take them.
+pub async fn apply_readme_example(ns: &str, fake: &FakeAnthropic, node: &ProcessNode) {
+    node.pin_namespace(ns).await;
     let base_url = format!("--from-literal=base-url=http://{}", fake.addr);
     for args in [
         vec![

@@ -140,7 +140,7 @@ async fn kubectl_agents_against_real_agents() {
         .await;
         let (_gateway, node, _operator) =
             agent_processes(&client, &ns, &["--default-storage-class"]).await;
-        e2e::stack::apply_readme_example(&ns, &fake).await;
+        e2e::stack::apply_readme_example(&ns, &fake, &node).await;
         the_readme_tree(&client, &ns).await;
         starting_waiting_stopping_and_bad_input(&client, &ns, &fake, &node).await;
         gate.open();

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, CallbackState, JobPhase, SessionPhase};
-use e2e::agents::{deliveries, install_crds, job, wait_job};
+use e2e::agents::{deliveries, job, wait_job};
 use e2e::anthropic::{FakeAnthropic, Gate, Reply, Request};
 use e2e::gateway::Gateway;
 use e2e::local_agents::{ProcessNode, claude_blueprint};
-use e2e::operator::{Operator, Options};
+use e2e::operator::Operator;
 use e2e::{wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DynamicObject, PostParams};
@@ -31,27 +31,7 @@ struct Stack {
 
 /// The gateway (token mode), a process node and an operator whose agent Pods use that gateway.
 async fn processes(client: &Client, ns: &str) -> (Gateway, ProcessNode, Operator) {
-    processes_with(client, ns, &[]).await
-}
-
-/// The same, with extra flags of the process node.
-async fn processes_with(
-    client: &Client,
-    ns: &str,
-    node_flags: &[&str],
-) -> (Gateway, ProcessNode, Operator) {
-    install_crds(client).await;
-    let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
-    let node = ProcessNode::start_with(client, ns, node_flags).await;
-    let operator = Operator::start_with(
-        ns,
-        Options {
-            mcp_url: Some(gateway.url()),
-            ..Default::default()
-        },
-    )
-    .await;
-    (gateway, node, operator)
+    e2e::stack::agent_processes(client, ns, &[]).await
 }
 
 async fn stack(
@@ -487,30 +467,9 @@ fi"#;
 async fn the_readme_example_runs_a_two_level_tree() {
     with_temp_ns("real-example", |client, ns| async move {
         let fake = FakeAnthropic::start(e2e::demo_model::reply).await;
-        let (_gateway, _node, _operator) =
-            processes_with(&client, &ns, &["--default-storage-class"]).await;
-        let base_url = format!("--from-literal=base-url=http://{}", fake.addr);
-        for args in [
-            vec![
-                "create",
-                "secret",
-                "generic",
-                "anthropic",
-                "--from-literal=api-key=sk-test",
-                "-n",
-                &ns,
-            ],
-            vec!["create", "configmap", "anthropic", &base_url, "-n", &ns],
-        ] {
-            let out = e2e::chart::kubectl(&args, None).await;
-            assert!(out.ok, "kubectl {args:?}: {}", out.stderr);
-        }
-        let examples = e2e::workspace_root().join("examples");
-        for file in ["local-claude-blueprint.yaml", "tree-job.yaml"] {
-            let path = examples.join(file).to_string_lossy().into_owned();
-            let out = e2e::chart::kubectl(&["apply", "-n", &ns, "-f", &path], None).await;
-            assert!(out.ok, "apply {file}: {}", out.stderr);
-        }
+        let (_gateway, node, _operator) =
+            e2e::stack::agent_processes(&client, &ns, &["--default-storage-class"]).await;
+        e2e::stack::apply_readme_example(&ns, &fake, &node).await;
 
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);

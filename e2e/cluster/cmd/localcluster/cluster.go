@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	_ "embed"
 	"fmt"
+	"math/rand"
 	"net"
 	"net/http"
 	"os"
@@ -163,7 +164,9 @@ func (c *cluster) start() error {
 				// Only loopback here: the default reconciler would publish 127.0.0.1 as the kubernetes Service endpoint.
 				"--endpoint-reconciler-type", "none",
 				"--allow-privileged=true",
-				"--enable-admission-plugins", "NodeRestriction",
+				// PodNodeSelector: a namespace's scheduler.alpha.kubernetes.io/node-selector annotation joins its Pods'
+				// nodeSelector, so a test can keep Pods that select "any process node" (the README's example) on its own.
+				"--enable-admission-plugins", "NodeRestriction,PodNodeSelector",
 				"--profiling=false",
 				"--v=1",
 			},
@@ -229,6 +232,9 @@ func (c *cluster) start() error {
 	return os.WriteFile(c.kubeconfigPath(), admin, 0o600)
 }
 
+// freePorts picks n free loopback ports below the kernel's ephemeral range (32768 and up on Linux): a port from that
+// range can be taken as the source port of some outgoing connection while its component is down, and then the
+// component cannot listen on it again when `restart` starts it (seen: "bind: address already in use").
 func freePorts(n int) ([]int, error) {
 	var ports []int
 	var listeners []net.Listener
@@ -237,13 +243,19 @@ func freePorts(n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	const low, high = 20000, 32768
+	start := low + rand.Intn(high-low)
+	for i := 0; i < high-low && len(ports) < n; i++ {
+		port := low + (start-low+i)%(high-low)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("only %d free loopback ports in [%d, %d)", len(ports), low, high)
 	}
 	return ports, nil
 }

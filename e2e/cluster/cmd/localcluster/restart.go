@@ -78,20 +78,34 @@ func (c *cluster) restart(name string, sig syscall.Signal) error {
 		}
 	}
 	start := time.Now()
-	if err := c.spawn(name, args); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := c.waitServing(ctx, name, args); err != nil {
-		return fmt.Errorf("%s did not serve again: %w", name, err)
+	// A component that exits at once (its port briefly held by another socket, say) is started again, a few times.
+	for attempt := 1; ; attempt++ {
+		if err := c.spawn(name, args); err != nil {
+			return err
+		}
+		err := c.waitServing(ctx, name, args)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errExited) || attempt == 5 {
+			return fmt.Errorf("%s did not serve again (attempt %d): %w", name, attempt, err)
+		}
+		fmt.Printf("%s exited before serving (attempt %d); starting it again\n", name, attempt)
 	}
 	fmt.Printf("%s restarted and ready in %.2fs\n", name, time.Since(start).Seconds())
 	return nil
 }
 
-// waitServing waits for a restarted component: the endpoints are read back from its own arguments.
+// errExited: the component being waited for is no longer running.
+var errExited = errors.New("exited")
+
+// waitServing waits for a restarted component: the endpoints are read back from its own arguments. It gives up at
+// once (errExited) when the process is gone.
 func (c *cluster) waitServing(ctx context.Context, name string, args []string) error {
+	alive := func() bool { pid, ok := c.pids()[name]; return ok && c.ours(pid) }
+	var check func() error
 	switch name {
 	case "kube-apiserver":
 		client, err := c.adminClientFromFiles()
@@ -99,18 +113,27 @@ func (c *cluster) waitServing(ctx context.Context, name string, args []string) e
 			return err
 		}
 		url := fmt.Sprintf("https://127.0.0.1:%s/readyz", argValue(args, "--secure-port"))
-		return poll(ctx, "kube-apiserver /readyz", func() error { return httpOK(client, url) })
+		check = func() error { return httpOK(client, url) }
 	case "etcd":
 		url := argValue(args, "--client-url") + "/health"
-		return poll(ctx, "etcd health", func() error { return httpOK(http.DefaultClient, url) })
+		check = func() error { return httpOK(http.DefaultClient, url) }
 	default:
 		// The others serve nothing this command could ask; alive is what can be checked.
-		return poll(ctx, name+" running", func() error {
-			if pid, ok := c.pids()[name]; ok && c.ours(pid) {
-				return nil
-			}
-			return errors.New("not running")
-		})
+		check = func() error { return nil }
+	}
+	var last error
+	for {
+		if !alive() {
+			return errExited
+		}
+		if last = check(); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %v (last error: %v)", name, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
