@@ -83,10 +83,10 @@ pub fn last_ended_job<'a>(
         return Some(job);
     }
     let last = session.and_then(|s| s.status.as_ref()?.last_job.clone());
-    if let Some(name) = last
-        && let Some(job) = jobs.iter().find(|j| j.name_any() == name)
-    {
-        return Some(job);
+    if let Some(name) = last {
+        // A recorded lastJob that is gone (deleted by its ttlSecondsAfterFinished): the session's own status has
+        // its result; an older job that is still there does not.
+        return jobs.into_iter().find(|j| j.name_any() == name);
     }
     in_run_order(jobs).into_iter().rev().find(|j| job_ended(j))
 }
@@ -229,6 +229,13 @@ mod tests {
             "s-2",
             "the ended current job, not lastJob"
         );
+    }
+
+    #[test]
+    fn a_last_job_deleted_by_its_ttl_is_not_replaced_by_an_older_one() {
+        let s = session("s", None, Some("s-2"));
+        let older = job("s-1", "s", JobType::Start, Some(JobPhase::Succeeded), 1);
+        assert!(last_ended_job(Some(&s), vec![&older]).is_none());
     }
 
     #[test]
