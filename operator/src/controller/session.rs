@@ -43,7 +43,22 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
     // Callbacks that arrived are queued (and their children marked) before anything else is decided.
     let session = callbacks::enqueue(&ctx, session).await?;
     let marked = callbacks::mark_queued(&ctx, &session).await?;
-    let jobs = jobs_of(&ctx, &session);
+    let mut jobs = jobs_of(&ctx, &session);
+    // The job store can lag behind the API server: a delivery job this operator created a moment ago, or every job
+    // while a watch lists again after the API server came back. A current job missing from the store is read from
+    // the API server before the plan may take it for deleted, which would stop the session with callbacks still
+    // queued (seen in the chaos test, right after an API server restart).
+    if let Some(current) = session
+        .status
+        .as_ref()
+        .and_then(|s| s.current_job.as_deref())
+        && !jobs.iter().any(|j| j.name_any() == current)
+    {
+        let api: Api<AgentJob> = Api::namespaced(ctx.client.clone(), &ns);
+        if let Some(job) = api.get_opt(current).await? {
+            jobs.push(Arc::new(job));
+        }
+    }
     let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
     let view = SessionView {
         session: &session,
