@@ -224,12 +224,24 @@ func (c *cluster) start() error {
 	if err := createNodeAndWait(ctx, kc("admin"), NodeName); err != nil {
 		return err
 	}
-	admin, err := os.ReadFile(kc("admin"))
+	// The controller-manager runs its controllers once the default ServiceAccount of "default" exists (one of them
+	// makes it). Until then an API server that goes away is fatal to it (seen: a restart right after `up` left it
+	// dead on a 403 while it built its clients), and Pods of a namespace without its ServiceAccount are refused.
+	admin, err := adminHTTPClient(p)
+	if err != nil {
+		return err
+	}
+	if err := poll(ctx, "the controller-manager's default ServiceAccount", func() error {
+		return httpOK(admin, server+"/api/v1/namespaces/default/serviceaccounts/default")
+	}); err != nil {
+		return err
+	}
+	adminKubeconfig, err := os.ReadFile(kc("admin"))
 	if err != nil {
 		return err
 	}
 	// Written last: its existence is the sign that the cluster came up.
-	return os.WriteFile(c.kubeconfigPath(), admin, 0o600)
+	return os.WriteFile(c.kubeconfigPath(), adminKubeconfig, 0o600)
 }
 
 // freePorts picks n free loopback ports below the kernel's ephemeral range (32768 and up on Linux): a port from that
