@@ -69,6 +69,15 @@ pub fn job_reason(job: &AgentJob) -> Option<&str> {
     job.status.as_ref()?.reason.as_deref()
 }
 
+/// Where a job's callback stands (`None`: it has none yet).
+pub fn callback(job: &AgentJob) -> Option<&crds::CallbackProgress> {
+    job.status.as_ref()?.callback.as_ref()
+}
+
+pub fn callback_state(job: Option<&AgentJob>) -> Option<crds::CallbackState> {
+    job.and_then(|j| callback(j).map(|c| c.state))
+}
+
 /// Waits until job `name` reaches `phase` and returns it.
 pub async fn wait_job(api: &Api<AgentJob>, name: &str, phase: JobPhase) -> AgentJob {
     wait_for(api, name, TIMEOUT, move |j: Option<&AgentJob>| {

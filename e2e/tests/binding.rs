@@ -3,57 +3,15 @@
 //! it, and a child whose parent never comes drops its callback with `ParentNotFound`.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, CallbackState, JobPhase, SessionPhase};
 use e2e::agents::*;
 use e2e::operator::Operator;
-use e2e::{eventually, kubeconfig_path, local_bin, wait_for, with_temp_ns};
+use e2e::{eventually, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-
-fn callback(job: &AgentJob) -> Option<&crds::CallbackProgress> {
-    job.status.as_ref()?.callback.as_ref()
-}
-
-fn callback_state(job: Option<&AgentJob>) -> Option<CallbackState> {
-    job.and_then(|j| callback(j).map(|c| c.state))
-}
-
-/// `kubectl apply --server-side` of a multi-document YAML in `ns`: one command for the whole tree.
-fn kubectl_apply(ns: &str, yaml: &str) {
-    let mut apply = Command::new(local_bin("kubectl"))
-        .args([
-            "apply",
-            "--server-side",
-            "-n",
-            ns,
-            "-f",
-            "-",
-            "--kubeconfig",
-        ])
-        .arg(kubeconfig_path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = apply.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A blueprint whose Pods finish by themselves `after` their start with `message`, as YAML.
 fn blueprint_yaml(name: &str, after: &str, message: &str) -> String {
@@ -117,7 +75,10 @@ async fn a_tree_applied_at_once_delivers_every_callback_once_across_operator_kil
                 ),
             ));
         }
-        kubectl_apply(&ns, &docs.join("---\n"));
+        // `kubectl apply --server-side` of the whole tree in one command.
+        let tree = docs.join("---\n");
+        let applied = e2e::chart::kubectl(&["apply", "--server-side", "-n", &ns, "-f", "-"], Some(&tree)).await;
+        assert!(applied.ok, "kubectl apply: {}", applied.stderr);
 
         let mut op = Operator::start(&ns).await;
         let (jobs, sessions) = (

@@ -10,10 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 
-fn callback_state(job: Option<&AgentJob>) -> Option<CallbackState> {
-    job.and_then(|j| j.status.as_ref()?.callback.as_ref().map(|c| c.state))
-}
-
 /// The length of the session's callback queue; `None` when the session or its status cannot be read (which is
 /// not an empty queue).
 async fn queue_len(api: &Api<AgentSession>, name: &str) -> Option<usize> {

@@ -79,7 +79,7 @@ async fn a_tree_applied_at_once_keeps_every_callback_across_operator_kills_and_a
         eventually("every child's callback Delivered", Duration::from_secs(180), || async {
             let list = jobs.list(&Default::default()).await.ok()?;
             let delivered = list.items.iter().filter(|j| j.spec.callback)
-                .filter(|j| j.status.as_ref().and_then(|s| s.callback.as_ref()).map(|c| c.state) == Some(CallbackState::Delivered))
+                .filter(|j| callback_state(Some(j)) == Some(CallbackState::Delivered))
                 .count();
             (delivered == CHILDREN).then_some(())
         })

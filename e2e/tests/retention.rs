@@ -84,8 +84,7 @@ async fn a_child_whose_callback_waits_for_a_busy_parent_is_kept_until_delivered(
         )
         .await;
         wait_for(&jobs, "c1", TIMEOUT, |j: Option<&AgentJob>| {
-            j.and_then(|j| j.status.as_ref()?.callback.as_ref().map(|c| c.state))
-                == Some(CallbackState::Enqueued)
+            callback_state(j) == Some(CallbackState::Enqueued)
         })
         .await;
 
