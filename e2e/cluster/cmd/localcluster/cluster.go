@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	_ "embed"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -37,12 +36,11 @@ func newCluster(root string) *cluster {
 
 func (c *cluster) kubeconfigPath() string { return filepath.Join(c.root, "kubeconfig") }
 
-// component is one process of the control plane, in start order.
+// component is one process of the control plane, in start order. When it serves is read from its own arguments
+// (waitServing), the same way for `up` and for `restart`.
 type component struct {
 	name string
 	args []string
-	// ready blocks until the component serves, or fails after the deadline.
-	ready func(ctx context.Context) error
 }
 
 func (c *cluster) up() error {
@@ -139,11 +137,6 @@ func (c *cluster) start() error {
 			args: []string{self, "etcd", "--data-dir", filepath.Join(c.data, "etcd"),
 				"--client-url", fmt.Sprintf("http://127.0.0.1:%d", etcdClient),
 				"--peer-url", fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)},
-			ready: func(ctx context.Context) error {
-				return poll(ctx, "etcd health", func() error {
-					return httpOK(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/health", etcdClient))
-				})
-			},
 		},
 		{
 			name: "kube-apiserver",
@@ -169,13 +162,6 @@ func (c *cluster) start() error {
 				"--enable-admission-plugins", "NodeRestriction,PodNodeSelector",
 				"--profiling=false",
 				"--v=1",
-			},
-			ready: func(ctx context.Context) error {
-				client, err := adminHTTPClient(p)
-				if err != nil {
-					return err
-				}
-				return poll(ctx, "kube-apiserver /readyz", func() error { return httpOK(client, server+"/readyz") })
 			},
 		},
 		{
@@ -215,10 +201,8 @@ func (c *cluster) start() error {
 		if err := c.spawn(comp.name, comp.args); err != nil {
 			return err
 		}
-		if comp.ready != nil {
-			if err := comp.ready(ctx); err != nil {
-				return fmt.Errorf("%s did not become ready: %w", comp.name, err)
-			}
+		if err := c.waitServing(ctx, comp.name, comp.args); err != nil {
+			return fmt.Errorf("%s did not become ready: %w", comp.name, err)
 		}
 	}
 	if err := createNodeAndWait(ctx, kc("admin"), NodeName); err != nil {
@@ -227,7 +211,7 @@ func (c *cluster) start() error {
 	// The controller-manager runs its controllers once the default ServiceAccount of "default" exists (one of them
 	// makes it). Until then an API server that goes away is fatal to it (seen: a restart right after `up` left it
 	// dead on a 403 while it built its clients), and Pods of a namespace without its ServiceAccount are refused.
-	admin, err := adminHTTPClient(p)
+	admin, err := c.adminClient()
 	if err != nil {
 		return err
 	}
@@ -272,19 +256,6 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func adminHTTPClient(p *pki) (*http.Client, error) {
-	cert, err := tls.LoadX509KeyPair(p.path("admin.crt"), p.path("admin.key"))
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(p.caCert)
-	return &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}},
-	}, nil
-}
-
 func httpOK(client *http.Client, url string) error {
 	resp, err := client.Get(url)
 	if err != nil {
@@ -297,12 +268,13 @@ func httpOK(client *http.Client, url string) error {
 	return nil
 }
 
-// poll retries check every 100ms until it succeeds or ctx ends, and then reports the last failure.
+// poll retries check every 100ms until it succeeds or ctx ends, and then reports the last failure; a check that
+// reports errExited (what it waits for is gone) ends it at once.
 func poll(ctx context.Context, what string, check func() error) error {
 	var last error
 	for {
-		if last = check(); last == nil {
-			return nil
+		if last = check(); last == nil || errors.Is(last, errExited) {
+			return last
 		}
 		select {
 		case <-ctx.Done():

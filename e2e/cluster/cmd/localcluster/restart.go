@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// errExited: the component being waited for is no longer running.
+var errExited = errors.New("exited")
+
 // The arguments each component was started with, kept so that `restart` starts it again exactly as `up` did.
 func (c *cluster) argsPath(name string) string { return filepath.Join(c.data, "args", name+".json") }
 
@@ -98,17 +101,14 @@ func (c *cluster) restart(name string, sig syscall.Signal) error {
 	return nil
 }
 
-// errExited: the component being waited for is no longer running.
-var errExited = errors.New("exited")
-
-// waitServing waits for a restarted component: the endpoints are read back from its own arguments. It gives up at
-// once (errExited) when the process is gone.
+// waitServing waits until a component that was just started serves: kube-apiserver /readyz, etcd /health (the
+// endpoints read back from its own arguments); the others serve nothing this command could ask, so running is what
+// is checked. It gives up at once (errExited) when the process is gone.
 func (c *cluster) waitServing(ctx context.Context, name string, args []string) error {
-	alive := func() bool { pid, ok := c.pids()[name]; return ok && c.ours(pid) }
-	var check func() error
+	check := func() error { return nil }
 	switch name {
 	case "kube-apiserver":
-		client, err := c.adminClientFromFiles()
+		client, err := c.adminClient()
 		if err != nil {
 			return err
 		}
@@ -117,24 +117,13 @@ func (c *cluster) waitServing(ctx context.Context, name string, args []string) e
 	case "etcd":
 		url := argValue(args, "--client-url") + "/health"
 		check = func() error { return httpOK(http.DefaultClient, url) }
-	default:
-		// The others serve nothing this command could ask; alive is what can be checked.
-		check = func() error { return nil }
 	}
-	var last error
-	for {
-		if !alive() {
+	return poll(ctx, name+" serving", func() error {
+		if pid, ok := c.pids()[name]; !ok || !c.ours(pid) {
 			return errExited
 		}
-		if last = check(); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %v (last error: %v)", name, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return check()
+	})
 }
 
 func argValue(args []string, flag string) string {
@@ -146,9 +135,9 @@ func argValue(args []string, flag string) string {
 	return ""
 }
 
-// adminClientFromFiles is adminHTTPClient for a cluster this process did not start: the admin certificate and the
-// CA are read from the data folder.
-func (c *cluster) adminClientFromFiles() (*http.Client, error) {
+// adminClient speaks to the API server as the admin user, with the certificate and CA of the data folder (so it
+// works for a cluster another run of this command started).
+func (c *cluster) adminClient() (*http.Client, error) {
 	dir := filepath.Join(c.data, "pki")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key"))
 	if err != nil {
