@@ -72,16 +72,25 @@ func (c *cluster) isUp() bool {
 // in its command line, which guards against a recycled PID.
 func (c *cluster) ours(pid int) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && running(pid) && strings.Contains(string(cmdline), c.data)
+}
+
+// running tells whether a process this command has just started is still there (not gone, not a zombie). It does
+// not read the command line as ours does: right after exec the kernel has already woken the parent (the vfork hand
+// back) but not yet set the new program's argument pages, so /proc/PID/cmdline can read empty for a moment (seen
+// on a loaded CI machine: a healthy controller-manager taken for exited).
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// A zombie is dead for our purposes.
-		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
-			return false
-		}
+	// The state follows the command name, which is in parentheses and may itself hold spaces.
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
 	}
-	return strings.Contains(string(cmdline), c.data)
+	f := strings.Fields(rest)
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // down stops every process of this cluster, those in pid files and any other whose command line names the data

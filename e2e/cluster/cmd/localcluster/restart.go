@@ -119,7 +119,7 @@ func (c *cluster) waitServing(ctx context.Context, name string, args []string) e
 		check = func() error { return httpOK(http.DefaultClient, url) }
 	}
 	return poll(ctx, name+" serving", func() error {
-		if pid, ok := c.pids()[name]; !ok || !c.ours(pid) {
+		if pid, ok := c.pids()[name]; !ok || !running(pid) {
 			return errExited
 		}
 		return check()
