@@ -3,6 +3,7 @@
 
 pub mod callback;
 pub mod job;
+pub mod lifecycle;
 pub mod lineage;
 pub mod order;
 pub mod pod;

@@ -14,7 +14,7 @@ use crds::{
     CallbackState, JobPhase, JobType, labels,
 };
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -29,7 +29,7 @@ use crate::domain::job::{PodOutcome, deadline_left, failure_text, observe};
 use crate::domain::lineage::{Binding, Gone, bind, creates_cycle, recorded_parent};
 use crate::domain::order::{is_deleting, is_finished};
 use crate::domain::pod::{PodInputs, build_pod};
-use crate::domain::session::{belongs_to, condition};
+use crate::domain::session::belongs_to;
 use crate::error::Result;
 
 /// A job that cannot run, with the reason recorded on it.
