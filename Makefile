@@ -78,6 +78,20 @@ typescript-env: ## the TypeScript MCP SDK (pinned) of the e2e tests into .local/
 		{ rm -f $(TYPESCRIPT_ENV)/package-lock.json; exit 1; }; \
 	fi
 
+# Playwright (playwright-core, pinned by e2e/browser/package-lock.json) for the dashboard's browser tests. It drives
+# Debian's chromium (/usr/bin/chromium, installed by .ci/run) and never downloads a browser of its own.
+BROWSER_ENV := $(LOCAL)/browser
+
+.PHONY: browser-env
+browser-env: ## Playwright (pinned) of the dashboard's browser tests into .local/browser; needs /usr/bin/chromium
+	@command -v chromium >/dev/null || { echo "no chromium: apt-get install -y --no-install-recommends chromium"; exit 1; }
+	@mkdir -p $(BROWSER_ENV)
+	@if ! cmp -s e2e/browser/package-lock.json $(BROWSER_ENV)/package-lock.json; then \
+		cp e2e/browser/package.json e2e/browser/package-lock.json $(BROWSER_ENV)/ && \
+		{ cd $(BROWSER_ENV) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; } || \
+		{ rm -f $(BROWSER_ENV)/package-lock.json; exit 1; }; \
+	fi
+
 # The real Claude Code CLI, pinned, from npm (its native binary comes as an optional dependency). Agent Pods on the
 # process node run it against the scripted Anthropic stand-in in tests, or against the real API with a key.
 CLAUDE_VERSION := 2.1.328
@@ -91,7 +105,7 @@ claude: ## the Claude Code CLI (pinned) into .local/claude
 	@$(CLAUDE) --version
 
 .PHONY: e2e
-e2e: python-env typescript-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
+e2e: python-env typescript-env browser-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
 	cargo build -q --bins
 	scripts/e2e-lanes.sh
 

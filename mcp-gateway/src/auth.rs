@@ -214,10 +214,12 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Refusal> {
         let claimed = claimed_session(headers)?;
         match self.mode {
+            // As in token mode for a person: X-Agent-Namespace names the namespace, else --namespace.
             AuthMode::Header => Ok(Caller {
                 claimed: claimed.is_some(),
                 session: claimed,
-                namespace: self.default_namespace.clone(),
+                namespace: claimed_namespace(headers)?
+                    .unwrap_or_else(|| self.default_namespace.clone()),
                 job: None,
                 verified: false,
                 person: None,
@@ -739,6 +741,28 @@ mod tests {
         assert_eq!(caller.kind(), CallerKind::Developer);
         caller.person = Some(Person::default());
         assert_eq!(caller.kind(), CallerKind::Person);
+    }
+
+    #[tokio::test]
+    async fn header_mode_takes_the_namespace_header_as_token_mode_does_for_a_person() {
+        // Header mode asks the API server nothing: a client for an address that never answers will do.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let auth = Authenticator::new(
+            AuthMode::Header,
+            "default".into(),
+            client.clone(),
+            Stores::start(client),
+        );
+        let mut h = HeaderMap::new();
+        assert_eq!(auth.authenticate(&h).await.unwrap().namespace, "default");
+        h.insert(NAMESPACE_HEADER, "team-a".parse().unwrap());
+        assert_eq!(auth.authenticate(&h).await.unwrap().namespace, "team-a");
+        h.insert(NAMESPACE_HEADER, "Team_A".parse().unwrap());
+        assert!(matches!(
+            auth.authenticate(&h).await,
+            Err(Refusal::BadHeader(_))
+        ));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Args {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Serve the dashboard at /ui/ (same port and identity rules as /mcp); `--dashboard=false` turns it off.
+    #[arg(long, env = "MCP_GATEWAY_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dashboard: bool,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "MCP_GATEWAY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -57,6 +61,8 @@ mod tests {
         assert_eq!(a.auth, AuthMode::Token);
         assert_eq!(a.namespace, "default");
         assert!(a.allowed_hosts.is_empty());
+        assert!(a.dashboard);
+        assert!(!Args::parse_from(["mcp-gateway", "--dashboard=false"]).dashboard);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod server;
 mod store;
 mod tool_outcomes;
 mod tools;
+mod ui;
 mod validate;
 
 use std::sync::Arc;
@@ -55,12 +56,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let app = Arc::new(ops::App::new(client, stores, authenticator));
 
-    let (router, cancel_requests) = server::router(app, &args.allowed_hosts);
+    let (router, cancel_requests) = server::router(app.clone(), &args.allowed_hosts);
+    let router = router.merge(ui::router(app, args.dashboard));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, auth = ?args.auth, namespace = %args.namespace, "mcp-gateway listening; MCP at /mcp");
+    if args.dashboard {
+        tracing::info!("dashboard at http://{addr}/ui/");
+    }
     // One machine-readable line on stdout, so a supervisor (or a test) started with port 0 learns the address.
     println!("mcp-gateway listening on {addr}");
 

@@ -263,7 +263,8 @@ a Warning Event `{event}` on it.\n\n\
 ### `--auth header` (local development only)\n\n\
 `X-Agent-Session-Name` is trusted as sent, without a token: anyone who can reach the gateway can act as any \
 session, and the gateway logs a warning at start. A request without the header has no session of its own: it \
-starts root sessions (no parent; `callback=true` is refused), and its work goes to the gateway's `--namespace`.\n\n\
+starts root sessions (no parent; `callback=true` is refused), and its work goes to the namespace \
+`X-Agent-Namespace` names, else the gateway's `--namespace` (as for a person).\n\n\
 {people}### Refusals\n\n\
 | HTTP status | Reason (metric label) | Message |\n\
 |---|---|---|\n",
