@@ -186,3 +186,43 @@ spec: {{type: Resume, sessionName: boss, prompt: "the child's result"}}
     assert_eq!(mark["state"], "Delivered");
     assert_eq!(mark["deliveredBy"], name.as_str());
 }
+
+fn busy(queue: &str) -> AgentSession {
+    let mut p = parent(queue);
+    let status = p.status.as_mut().unwrap();
+    status.phase = Some(crds::SessionPhase::Running);
+    status.current_job = Some("boss".into());
+    p
+}
+
+fn answer_busy(method: &str, path: &str, body: &Value) -> (u16, Value) {
+    match method {
+        "PATCH" if path.ends_with(PARENT_STATUS) => with_status(busy("[]"), body),
+        _ => answer(method, path, body),
+    }
+}
+
+#[tokio::test]
+async fn a_busy_parent_is_written_once_for_a_queued_callback() {
+    // The status planned from the queue as written differs in memory from the copy the API server returns (times
+    // go out in whole seconds); a second apply would change nothing, leave the resourceVersion where it was and make
+    // that copy look superseded, so the session would never be reconciled again.
+    let running: AgentJob = yaml(
+        r#"
+apiVersion: agentorchestrator.dev/v1alpha1
+kind: AgentJob
+metadata: {name: boss, namespace: ns, uid: u-boss-job, resourceVersion: "1"}
+spec: {type: Resume, sessionName: boss, prompt: p}
+status: {phase: Running}
+"#,
+    );
+    let seen = run(answer_busy, busy("[]"), vec![child("Pending"), running]).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            "GET /agentjobs/c1",
+            "PATCH /agentsessions/boss/status",
+            "PATCH /agentjobs/c1/status",
+        ]
+    );
+}

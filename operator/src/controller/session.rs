@@ -1,11 +1,15 @@
-//! The AgentSession reconciler: decides which job runs on the session (see domain::session) and keeps the session's
-//! status. It is the only writer of session status, and writes it with the resourceVersion it read, so two
-//! decisions can never both land.
+//! The AgentSession reconciler: decides which job runs on the session (see domain::session) and delivers its
+//! children's callbacks (see callbacks). It is the only writer of session status, and writes it with the
+//! resourceVersion it read, so two decisions can never both land.
+//!
+//! One reconcile is a pipeline: `fetch` reads the session's jobs and children from the indexed stores (and what
+//! must be read afresh from the API server), `domain::session_work::plan` decides everything from that, and
+//! `write` makes the writes in the order the exactly-once argument of `callbacks` needs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::{AgentJob, AgentSession, CallbackOutcome};
+use crds::{AgentJob, AgentSession, AgentSessionStatus, CallbackOutcome};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
@@ -15,7 +19,8 @@ use tracing::instrument;
 use super::callbacks;
 use crate::apply::apply_status;
 use crate::context::{Context, MANAGER};
-use crate::domain::session::{SessionEvent, SessionView, finish, plan};
+use crate::domain::session::SessionEvent;
+use crate::domain::session_work::{SessionFacts, SessionWork, plan, to_read};
 use crate::error::Result;
 
 /// Watches can miss changes; a periodic look makes sure every session converges.
@@ -40,10 +45,43 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let ns = session.namespace().expect("AgentSession is namespaced");
-    // Callbacks that arrived are queued (and their children marked) before anything else is decided.
-    let session = callbacks::enqueue(&ctx, session).await?;
-    let marked = callbacks::mark_queued(&ctx, &session).await?;
-    let mut jobs = jobs_of(&ctx, &session);
+    let fetched = fetch(&ctx, &session).await?;
+    let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
+    let facts = fetched.facts(&session, &pod_alive, Time(jiff::Timestamp::now()));
+    let work = plan(&facts);
+    write(&ctx, &ns, session.clone(), &facts, work).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// What one reconcile reads: the session's jobs and children from the indexed stores, and fresh copies of the
+/// children whose callbacks may join the queue.
+struct Fetched {
+    jobs: Vec<Arc<AgentJob>>,
+    children: Vec<Arc<AgentJob>>,
+    fresh: Vec<AgentJob>,
+}
+
+impl Fetched {
+    fn facts<'a>(
+        &'a self,
+        session: &'a AgentSession,
+        pod_alive: &'a (dyn Fn(&str) -> bool + Sync),
+        now: Time,
+    ) -> SessionFacts<'a> {
+        SessionFacts {
+            session,
+            jobs: self.jobs.iter().map(|j| j.as_ref()).collect(),
+            children: self.children.iter().map(|j| j.as_ref()).collect(),
+            fresh: self.fresh.iter().collect(),
+            pod_alive,
+            now,
+        }
+    }
+}
+
+async fn fetch(ctx: &Context, session: &AgentSession) -> Result<Fetched> {
+    let ns = session.namespace().unwrap_or_default();
+    let mut jobs = jobs_of(ctx, session);
     // The job store can lag behind the API server: a delivery job this operator created a moment ago, or every job
     // while a watch lists again after the API server came back. A current job missing from the store is read from
     // the API server before the plan may take it for deleted, which would stop the session with callbacks still
@@ -59,30 +97,105 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
             jobs.push(Arc::new(job));
         }
     }
-    let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
-    let view = SessionView {
-        session: &session,
-        jobs: jobs.iter().map(|j| j.as_ref()).collect(),
-        pod_alive: &pod_alive,
-        now: Time(jiff::Timestamp::now()),
+    let children = ctx.children_of(&ns, &session.name_any());
+    let job_refs: Vec<&AgentJob> = jobs.iter().map(|j| j.as_ref()).collect();
+    let child_refs: Vec<&AgentJob> = children.iter().map(|j| j.as_ref()).collect();
+    let candidates = to_read(session, &job_refs, &child_refs);
+    let fresh = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        callbacks::read_fresh(ctx, &ns, &candidates).await?
     };
-    let mut plan = plan(&view);
-    drop(view);
-    let delivery = callbacks::deliver(&ctx, &session, &mut plan.status, &marked).await?;
-    if delivery.is_some() {
-        finish(&mut plan.status, &session, &Time(jiff::Timestamp::now()));
+    Ok(Fetched {
+        jobs,
+        children,
+        fresh,
+    })
+}
+
+/// The plan's writes, in the order of the exactly-once argument (see `callbacks`): queue, marks `Enqueued`,
+/// delivery job, session status, marks `Delivered`. Each step runs only once the one before it has landed.
+async fn write(
+    ctx: &Context,
+    ns: &str,
+    session: Arc<AgentSession>,
+    facts: &SessionFacts<'_>,
+    work: SessionWork,
+) -> Result<()> {
+    // 1. Queued.
+    let session = match &work.enqueue {
+        Some(enqueue) => {
+            let written = write_status(ctx, &session, &enqueue.status).await?;
+            ctx.metrics
+                .callbacks_enqueued
+                .inc_by(enqueue.entries.len() as u64);
+            let waiting = enqueue.status.callback_queue.len();
+            for e in &enqueue.entries {
+                let note = format!(
+                    "callback of job {} ({:?}) queued; {waiting} waiting",
+                    e.child_job, e.outcome
+                );
+                ctx.event(&written, false, "CallbackQueued", note).await;
+            }
+            Arc::new(written)
+        }
+        None => session,
+    };
+    let child = |uid: &str| {
+        facts
+            .children
+            .iter()
+            .copied()
+            .find(|c| c.uid().as_deref() == Some(uid))
+    };
+    // 2. Marked: all of them before anything is delivered. The copies as written are fresher than the store for
+    // the marks that follow (a write from the older copy would only fail with Conflict).
+    let unmarked: Vec<&AgentJob> = work
+        .mark_enqueued
+        .iter()
+        .filter_map(|uid| child(uid))
+        .collect();
+    let marked = callbacks::mark_all(ctx, unmarked, &work.enqueued).await?;
+    let latest = |uid: &str| marked.get(uid).or_else(|| child(uid));
+    // 3. The delivery job.
+    let mut work = work;
+    if let Some(delivery) = &work.delivery
+        && let Some(job) = &delivery.create
+    {
+        match callbacks::create_delivery(ctx, ns, job).await? {
+            None => callbacks::observe_latency(ctx, ns, &delivery.carried),
+            // Made before a crash and not in the store yet: the plan is made again with it (from the session as
+            // queued and the children as marked), so the session takes the entries that job carries.
+            Some(existing) => {
+                let again = SessionFacts {
+                    session: &session,
+                    jobs: facts.jobs.iter().copied().chain([&existing]).collect(),
+                    children: facts
+                        .children
+                        .iter()
+                        .filter_map(|c| latest(&c.uid().unwrap_or_default()))
+                        .collect(),
+                    fresh: Vec::new(),
+                    pod_alive: facts.pod_alive,
+                    now: facts.now.clone(),
+                };
+                work = plan(&again);
+            }
+        }
     }
-    let mut written = session.clone();
-    if session.status.as_ref() != Some(&plan.status) {
-        let api: Api<AgentSession> = Api::namespaced(ctx.client.clone(), &ns);
-        ctx.metrics.write("agentsessions/status", "apply");
-        written = Arc::new(apply_status(&api, session.as_ref(), MANAGER, &plan.status).await?);
-        ctx.wrote(session.as_ref());
-        if let Some((job, carried)) = &delivery {
-            let children: Vec<&str> = carried.iter().map(|e| e.child_job.as_str()).collect();
+    // 4. The session's next status, taking the delivery job with the entries it carries.
+    if !same_on_the_wire(session.status.as_ref(), &work.status) {
+        write_status(ctx, &session, &work.status).await?;
+        if let Some(delivery) = &work.delivery {
+            let children: Vec<&str> = delivery
+                .carried
+                .iter()
+                .map(|e| e.child_job.as_str())
+                .collect();
             let note = format!(
-                "Resume job {job} delivers {} callback(s): {}",
-                carried.len(),
+                "Resume job {} delivers {} callback(s): {}",
+                delivery.name,
+                delivery.carried.len(),
                 children.join(", ")
             );
             ctx.event_about(
@@ -90,15 +203,15 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
                 false,
                 "CallbacksDelivered",
                 note,
-                Some(job_reference(&ns, job)),
+                Some(job_reference(ns, &delivery.name)),
             )
             .await;
         }
-        for event in plan.events {
-            let (warning, reason, note) = describe(&event);
-            let related = match &event {
+        for event in &work.events {
+            let (warning, reason, note) = describe(event);
+            let related = match event {
                 SessionEvent::JobStarted { job, .. } | SessionEvent::JobEnded { job, .. } => {
-                    Some(job_reference(&ns, job))
+                    Some(job_reference(ns, job))
                 }
                 SessionEvent::Reparented { .. } => None,
             };
@@ -106,8 +219,35 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
                 .await;
         }
     }
-    callbacks::mark_delivered(&ctx, &written, &marked.written).await?;
-    Ok(Action::requeue(RESYNC))
+    // 5. Marked Delivered.
+    let delivered = work
+        .mark_delivered
+        .into_iter()
+        .filter_map(|(uid, progress)| Some((latest(&uid)?, progress)))
+        .collect();
+    callbacks::mark_each(ctx, delivered).await?;
+    Ok(())
+}
+
+/// Whether writing `next` over `current` would change nothing. Compared as sent, not in memory: times go out in
+/// whole seconds, so a status planned from an unsent copy (the queue as just written) differs in memory from the
+/// copy the API server returned, and an apply that changes nothing leaves the resourceVersion where it was: the
+/// copy would then count as superseded (`freshness`) and the session would never be reconciled again.
+fn same_on_the_wire(current: Option<&AgentSessionStatus>, next: &AgentSessionStatus) -> bool {
+    current.is_some_and(|c| serde_json::to_value(c).ok() == serde_json::to_value(next).ok())
+}
+
+async fn write_status(
+    ctx: &Context,
+    session: &AgentSession,
+    status: &AgentSessionStatus,
+) -> Result<AgentSession> {
+    let api: Api<AgentSession> =
+        Api::namespaced(ctx.client.clone(), &session.namespace().unwrap_or_default());
+    ctx.metrics.write("agentsessions/status", "apply");
+    let written = apply_status(&api, session, MANAGER, status).await?;
+    ctx.wrote(session);
+    Ok(written)
 }
 
 pub(crate) fn job_reference(ns: &str, name: &str) -> ObjectReference {
