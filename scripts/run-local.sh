@@ -62,6 +62,31 @@ start mcp-gateway "$bin/mcp-gateway" --auth token --listen 127.0.0.1:9500 --name
 start agent-operator "$bin/agent-operator" --leader-election=false \
   --mcp-url http://127.0.0.1:9500/mcp --metrics-addr 127.0.0.1:8080
 
+# A person for the dashboard and people's MCP clients: ServiceAccount "dashboard-user" in default, with the Role
+# docs/operations.md documents (what the MCP tools and the dashboard's actions need).
+"$kubectl" apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: dashboard-user, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: agent-user, namespace: default}
+rules:
+  - apiGroups: [agentorchestrator.dev]
+    resources: [agentjobs]
+    verbs: [get, list, watch, create, delete]
+  - apiGroups: [agentorchestrator.dev]
+    resources: [agentsessions, agentblueprints]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: agent-user-dashboard-user, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: agent-user}
+subjects: [{kind: ServiceAccount, name: dashboard-user, namespace: default}]
+YAML
+
 wait_http "agent-operator" http://127.0.0.1:8080/readyz
 wait_http "mcp-gateway" http://127.0.0.1:9500/readyz
 "$kubectl" wait --for condition=Ready --timeout=30s node/process-node-0 >/dev/null
@@ -77,6 +102,11 @@ A two-level tree of real Claude Code agents (Pods run as local processes on node
   kubectl get agj,ags -w            # planner starts two children; their callbacks resume planner
   kubectl agents tree planner -w    # the same as a tree (docs/cli.md); kubectl agents logs -f planner
   kubectl get ags planner -o jsonpath='{.status.result}'
+
+The dashboard (the tree live, each session's jobs and conversation, start/resume/stop/delete):
+  http://127.0.0.1:9500/ui/#/ns/default
+  sign in with the token of ServiceAccount dashboard-user (the Role agent-user in default):
+  kubectl create token dashboard-user --duration=8h
 
 Simulated agents (kwok, no processes):
   kubectl apply -f examples/blueprint.yaml -f examples/start-job.yaml

@@ -6,12 +6,14 @@
 pub mod agents;
 pub mod anthropic;
 pub mod bench;
+pub mod browser;
 pub mod chart;
 pub mod control_plane;
 pub mod demo_model;
 pub mod gateway;
 pub mod local_agents;
 pub mod operator;
+pub mod people;
 pub mod procnode;
 pub mod stack;
 

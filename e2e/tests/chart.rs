@@ -288,6 +288,11 @@ async fn rendered_objects_pass_server_side_validation() {
         let gateway_args = args(gateway);
         assert!(gateway_args.contains(&"--listen=0.0.0.0:9500".to_string()));
         assert!(gateway_args.contains(&"--auth=token".to_string()));
+        // The dashboard is served by default; no Ingress unless asked for (the kinds above).
+        assert!(
+            !gateway_args.iter().any(|a| a.starts_with("--dashboard")),
+            "{gateway_args:?}"
+        );
         let hosts: BTreeSet<String> = gateway_args
             .iter()
             .find_map(|a| a.strip_prefix("--allowed-host="))
@@ -348,6 +353,45 @@ async fn rendered_objects_pass_server_side_validation() {
         ] {
             find(&all, kind, &name);
         }
+        let ingress = find(&all, "Ingress", &format!("{full}-dashboard"));
+        assert_eq!(
+            ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"],
+            "off"
+        );
+        let rule = &ingress["spec"]["rules"][0];
+        assert_eq!(rule["host"], "agents.example.com");
+        assert_eq!(
+            rule["http"]["paths"][0]["backend"]["service"]["name"],
+            format!("{full}-gateway")
+        );
+        let hosts = args(find(&all, "Deployment", &format!("{full}-gateway")));
+        assert!(
+            hosts
+                .iter()
+                .any(|a| a.starts_with("--allowed-host=") && a.contains("agents.example.com")),
+            "the Ingress host is accepted on /mcp: {hosts:?}"
+        );
+        // dashboard.enabled=false turns /ui/ off in the gateway, and the Ingress with it.
+        let off = helm_ok(&[
+            "template",
+            release,
+            &chart(),
+            "-n",
+            &ns,
+            "-f",
+            &all_features_values(),
+            "--set",
+            "dashboard.enabled=false",
+        ])
+        .await;
+        assert!(
+            off.contains("\"--dashboard=false\""),
+            "no --dashboard=false"
+        );
+        assert!(
+            !off.contains("kind: Ingress"),
+            "an Ingress without the dashboard"
+        );
         assert!(
             !all.iter().any(|o| o["kind"] == "ClusterRole"
                 && o["metadata"]["name"] == format!("{full}-operator")),
@@ -906,6 +950,9 @@ const GATEWAY: &[Grant] = &[
         &["create", "patch"],
         Scope::Everywhere,
     ),
+    // The dashboard.
+    ("", "pods", Some("log"), &["get"], Scope::Everywhere),
+    ("", "events", None, &["list"], Scope::Everywhere),
 ];
 
 const AGENT: &[Grant] = &[];

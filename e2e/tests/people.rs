@@ -14,130 +14,17 @@ use crds::{AgentJob, AgentSession};
 use e2e::agents::{install_crds, self_finishing_blueprint};
 use e2e::gateway::{Gateway, McpClient, McpOutcome, call, error_text, ok_text};
 use e2e::operator::Operator;
-use e2e::{eventually, with_temp_ns, workspace_root};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, PostParams};
+use e2e::people::{grant_agent_user, person_token};
+use e2e::{with_temp_ns, workspace_root};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const GROUP: &str = "agentorchestrator.dev";
 /// What kwok's completed agent Pods report as their result.
 const ANSWER: &str = "the answer is 42";
-
-/// A ServiceAccount and a token of it from the TokenRequest API: no audience given (so the API server's own, as
-/// `kubectl create token NAME`), bound to no Pod.
-async fn person_token(client: &Client, ns: &str, name: &str) -> String {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let account = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    accounts
-        .create(&PostParams::default(), &account)
-        .await
-        .unwrap_or_else(|e| panic!("create ServiceAccount {name}: {e}"));
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec![]),
-            expiration_seconds: Some(600),
-            bound_object_ref: None,
-        }),
-        ..Default::default()
-    };
-    accounts
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap_or_else(|e| panic!("TokenRequest for {name}: {e}"))
-        .status
-        .expect("token status")
-        .token
-        .expect("a token")
-}
-
-/// A Role with the verbs every tool needs (as docs/mcp-tools.md lists them), bound to ServiceAccount `who`.
-async fn grant_agent_user(client: &Client, ns: &str, who: &str) {
-    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![GROUP.into()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    };
-    let role = Role {
-        metadata: ObjectMeta {
-            name: Some("agent-user".into()),
-            ..Default::default()
-        },
-        rules: Some(vec![
-            rule(&["agentsessions"], &["get", "list"]),
-            rule(&["agentjobs"], &["get", "list", "create", "delete"]),
-            rule(&["agentblueprints"], &["list"]),
-        ]),
-    };
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create Role");
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(format!("agent-user-{who}")),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: "agent-user".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: who.into(),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create RoleBinding");
-    // The authorizer learns of new bindings through a watch: wait until it is in effect, so the gateway's first
-    // (cached) answer is the final one.
-    let user = format!("system:serviceaccount:{ns}:{who}");
-    eventually(&format!("{user} may list agentblueprints"), TIMEOUT, || {
-        let (client, ns, user) = (client.clone(), ns.to_string(), user.clone());
-        async move {
-            let review = SubjectAccessReview {
-                spec: SubjectAccessReviewSpec {
-                    user: Some(user),
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: Some(ns),
-                        verb: Some("list".into()),
-                        group: Some(GROUP.into()),
-                        resource: Some("agentblueprints".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let answer = Api::<SubjectAccessReview>::all(client)
-                .create(&PostParams::default(), &review)
-                .await
-                .ok()?;
-            answer.status.is_some_and(|s| s.allowed).then_some(())
-        }
-    })
-    .await;
-}
 
 /// One client session of the official TypeScript MCP SDK through `steps` (e2e/typescript/mcp_client.cjs; same
 /// plan and output as the Python client).

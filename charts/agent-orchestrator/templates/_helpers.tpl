@@ -88,6 +88,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- $hosts = append $hosts . -}}
 {{- $hosts = append $hosts (printf "%s:%d" . (int $.Values.gateway.port)) -}}
 {{- end -}}
+{{- if and .Values.dashboard.enabled .Values.dashboard.ingress.enabled .Values.dashboard.ingress.host -}}
+{{- $hosts = append $hosts .Values.dashboard.ingress.host -}}
+{{- end -}}
 {{- concat $hosts .Values.gateway.extraAllowedHosts | join "," -}}
 {{- end -}}
 

@@ -29,7 +29,7 @@ fn serve(name: &str) -> Response {
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'",
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'",
                 ),
             ],
             body,
