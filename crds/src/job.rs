@@ -25,6 +25,7 @@ use crate::schema;
     printcolumn(name = "Parent", type_ = "string", json_path = ".spec.parentSessionName"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
     printcolumn(name = "Callback", type_ = "string", json_path = ".status.callback.state", priority = 1),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 63").message("AgentJob names are at most 63 characters: the name is also its Pod's name and a label value"),
 )]
@@ -141,11 +142,14 @@ pub struct AgentJobStatus {
 
     /// Why the job is in its phase, in CamelCase (SessionBusy, SessionNotFound, AlreadyExists,
     /// BlueprintNotFound, ParentCycle, PodFailed, PodRejected (the API server refused the Pod for good: its
-    /// message is in error), DeadlineExceeded, Stopped, Completed, ...).
+    /// message is in error), DeadlineExceeded, Stopped, Completed, BackoffWaiting (a run failed for a cause the
+    /// agent did not make; the next starts at nextAttemptTime), Retrying (the next run is starting), and when
+    /// backoffLimit is spent the last such cause: Evicted, PodDeleted, ContainerNotStarted, ModelApiUnavailable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 
-    /// Latest observations of the job's state: Ready-style conditions Scheduled, Running, Complete and Failed.
+    /// Latest observations of the job's state: conditions Running, Complete, Failed, and Retrying (True while the job
+    /// waits to run again after a failure it did not make; its reason names the cause).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::conditions")]
     pub conditions: Vec<Condition>,
@@ -198,9 +202,16 @@ pub struct AgentJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 
-    /// Runs made for this job, retries included.
+    /// Runs made for this job, retries included. A run that failed for a cause the agent did not make is retried
+    /// up to backoffLimit times; between two runs the job waits in phase Pending with reason BackoffWaiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<i32>,
+
+    /// When the next run may start, while the job waits with reason BackoffWaiting after a run that failed for a
+    /// cause the agent did not make (the wait doubles with each retry, from the operator's
+    /// --retry-backoff-base-seconds, at most 5 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
 }
 
 /// Lifecycle phase of an AgentJob.

@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, env = "AGENT_OPERATOR_DEFAULT_JOB_TTL_SECONDS", value_parser = clap::value_parser!(i64).range(0..=31_536_000))]
     pub default_job_ttl_seconds: Option<i64>,
 
+    /// Seconds before the first retry of a job whose run failed for a cause the agent did not make (Pod evicted or
+    /// lost, container never started, model API unavailable); each further retry waits twice as long, at most
+    /// 5 minutes.
+    #[arg(long, default_value_t = 10, env = "AGENT_OPERATOR_RETRY_BACKOFF_BASE_SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub retry_backoff_base_seconds: u64,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "AGENT_OPERATOR_LOG_JSON")]
     pub log_json: bool,

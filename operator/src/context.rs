@@ -37,6 +37,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// `ttlSecondsAfterFinished` of jobs that set none (None: they are kept).
     pub default_job_ttl_seconds: Option<i64>,
+    /// The wait before a job's first retry; it doubles with each further retry (see domain::attempts).
+    pub retry_backoff_base: std::time::Duration,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -80,6 +82,7 @@ impl Context {
             freshness: Freshness::default(),
             backoff: Backoff::default(),
             default_job_ttl_seconds: None,
+            retry_backoff_base: std::time::Duration::from_secs(10),
             events_task: std::sync::Mutex::new(Some(events_task)),
         }
     }

@@ -83,6 +83,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    let policies = controller::Policies {
+        default_job_ttl_seconds: config.default_job_ttl_seconds,
+        retry_backoff_base: Duration::from_secs(config.retry_backoff_base_seconds),
+    };
     let run = async {
         if !config.leader_election {
             ready.store(true, Ordering::Relaxed);
@@ -91,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 client.clone(),
                 namespace,
                 defaults,
-                config.default_job_ttl_seconds,
+                policies.clone(),
                 metrics.clone(),
                 stopping(),
             )
@@ -151,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
                 client.clone(),
                 namespace,
                 defaults,
-                config.default_job_ttl_seconds,
+                policies.clone(),
                 metrics.clone(),
                 stopping(),
             );

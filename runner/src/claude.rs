@@ -88,12 +88,18 @@ impl Transcript {
         self.0.observe(line);
     }
 
+    /// The model API's refusal that ended the run, if one did (see `temporary`).
+    pub fn api_error(&self) -> Option<agent_stream::ApiError> {
+        self.0.api_error
+    }
+
     /// The job's outcome, once Claude Code has exited.
     pub fn outcome(self, exit: Exit, stderr_tail: &str) -> Outcome {
         let agent_stream::Transcript {
             session_id,
             result,
             last_text,
+            ..
         } = self.0;
         match (exit, result) {
             (Exit::Code(0), Some((text, false))) => Outcome::succeeded(text, session_id),

@@ -10,6 +10,7 @@ mod mcp_config;
 mod outcome;
 mod process;
 mod report;
+mod temporary;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -169,7 +170,10 @@ async fn run_claude(inv: &Invocation, claude_bin: &str, extra: &[String]) -> Out
     cmd.args(claude::args(inv, &config_path, &config.servers, extra));
     let mut transcript = claude::Transcript::default();
     match process::run(cmd, &inv.prompt, |line| transcript.observe(line)).await {
-        Ok((exit, stderr_tail)) => transcript.outcome(exit, &stderr_tail),
+        Ok((exit, stderr_tail)) => {
+            let api_error = transcript.api_error();
+            temporary::classify(transcript.outcome(exit, &stderr_tail), api_error)
+        }
         Err(e) => spawn_failure(claude_bin, e),
     }
 }

@@ -6,10 +6,12 @@
 //! - [`transcript`]: what a whole run has said so far (its session id, its result, its last text);
 //! - [`render`]: the human rendering of a line.
 
+pub mod api_error;
 pub mod message;
 pub mod render;
 pub mod transcript;
 
+pub use api_error::ApiError;
 pub use message::{Block, Message, ResultMessage, TokenUsage};
 pub use render::{Rendering, render_line};
 pub use transcript::Transcript;

@@ -64,6 +64,8 @@ pub struct ResultMessage {
     pub num_turns: Option<i64>,
     pub total_cost_usd: Option<f64>,
     pub usage: Option<TokenUsage>,
+    /// For an error result: the model API's refusal that ended the run, if that is what ended it.
+    pub api_error: Option<crate::ApiError>,
 }
 
 /// Token counts of a result message.
@@ -200,7 +202,13 @@ fn result(v: &Value, session_id: Option<String>) -> ResultMessage {
             cache_read_tokens: count("cache_read_input_tokens"),
             cache_write_tokens: count("cache_creation_input_tokens"),
         });
+    let api_error = if is_error {
+        crate::ApiError::of_result(v, &text)
+    } else {
+        None
+    };
     ResultMessage {
+        api_error,
         session_id,
         subtype,
         is_error,
@@ -295,6 +303,7 @@ mod tests {
                     cache_read_tokens: 30,
                     cache_write_tokens: 40
                 }),
+                api_error: None,
             }))
         );
         // An error subtype is an error even without is_error; its errors stand in for the missing text.

@@ -10,6 +10,8 @@ pub struct Transcript {
     pub result: Option<(String, bool)>,
     /// Text of the last assistant message, in case the stream ends without a result message.
     pub last_text: Option<String>,
+    /// The model API's refusal reported by the result message, if that ended the run.
+    pub api_error: Option<crate::ApiError>,
 }
 
 impl Transcript {
@@ -25,7 +27,10 @@ impl Transcript {
             self.session_id = Some(id.to_string());
         }
         match message {
-            Message::Result(r) => self.result = Some((r.text.clone(), r.is_error)),
+            Message::Result(r) => {
+                self.result = Some((r.text.clone(), r.is_error));
+                self.api_error = r.api_error;
+            }
             Message::Assistant { blocks, .. } => {
                 let text: String = blocks
                     .iter()

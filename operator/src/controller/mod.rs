@@ -147,11 +147,29 @@ pub async fn run(
         client,
         namespace,
         defaults,
-        None,
+        Policies::default(),
         metrics,
         future::pending(),
     )
     .await
+}
+
+/// What the operator's flags set for retention and retries.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    /// `ttlSecondsAfterFinished` of jobs that set none (None: they are kept).
+    pub default_job_ttl_seconds: Option<i64>,
+    /// The wait before a job's first retry.
+    pub retry_backoff_base: std::time::Duration,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            default_job_ttl_seconds: None,
+            retry_backoff_base: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 /// Runs both controllers until `shutdown` resolves; then each stops taking new work, lets the reconciles in
@@ -160,7 +178,7 @@ pub async fn run_until(
     client: Client,
     namespace: Option<String>,
     defaults: PodDefaults,
-    default_job_ttl_seconds: Option<i64>,
+    policies: Policies,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -261,7 +279,8 @@ pub async fn run_until(
         job_index.clone(),
         metrics,
     );
-    ctx.default_job_ttl_seconds = default_job_ttl_seconds;
+    ctx.default_job_ttl_seconds = policies.default_job_ttl_seconds;
+    ctx.retry_backoff_base = policies.retry_backoff_base;
     let ctx = Arc::new(ctx);
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job
     // store would take its running job for deleted. Triggers sent meanwhile wait in the channels.

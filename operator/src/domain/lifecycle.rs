@@ -6,6 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::session::condition;
 
+/// The condition that tells a job waits to run again (True), or ran again (False): see domain::attempts.
+pub const RETRYING: &str = "Retrying";
+
 /// The operator's part of a job's status, carried over from `previous` and moved to `phase`. Fields the gateway
 /// owns (result, agentSessionId, error reported by the runner) and the callback progress are left out, so that
 /// server-side apply leaves them alone.
@@ -43,6 +46,10 @@ pub fn lifecycle(
             now,
         ));
     }
+    // Kept as the retry steps last wrote it (controller/job/attempts.rs).
+    if let Some(retrying) = previous.conditions.iter().find(|c| c.type_ == RETRYING) {
+        conditions.push(retrying.clone());
+    }
     AgentJobStatus {
         phase: Some(phase),
         reason: Some(reason.into()),
@@ -53,6 +60,8 @@ pub fn lifecycle(
         start_time: previous.start_time.clone(),
         completion_time: previous.completion_time.clone(),
         exit_code: previous.exit_code,
+        attempts: previous.attempts,
+        next_attempt_time: previous.next_attempt_time.clone(),
         // Only the first states: from Enqueued on, the callback field manager owns this field.
         callback: Some(CallbackProgress {
             state: if job.spec.callback {
@@ -84,6 +93,34 @@ pub fn failed(
     next.completion_time = Some(now.clone());
     next.pod_name = pod.or(previous.pod_name.clone());
     next
+}
+
+/// Sets the Retrying condition of `status`: True while the job waits to run again (`reason`: the cause), False once
+/// the next run starts.
+pub fn set_retrying(
+    status: &mut AgentJobStatus,
+    job: &AgentJob,
+    on: bool,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) {
+    let previous = std::mem::take(&mut status.conditions);
+    let mut conditions: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != RETRYING)
+        .cloned()
+        .collect();
+    conditions.push(condition(
+        &previous,
+        RETRYING,
+        on,
+        reason.into(),
+        message.into(),
+        job.metadata.generation,
+        now,
+    ));
+    status.conditions = conditions;
 }
 
 /// Whether marking the job Pending with `reason` would change it (a job waiting for the same reason is not written
@@ -228,5 +265,64 @@ status: {status}
         assert!(!needs_wait_write(&waiting, "SessionBusy"));
         assert!(needs_wait_write(&waiting, "ParentPending"));
         assert!(needs_wait_write(&AgentJobStatus::default(), "SessionBusy"));
+    }
+
+    #[test]
+    fn the_retry_state_is_carried_through_every_transition() {
+        let j = running();
+        let mut waiting = lifecycle(
+            &j,
+            j.status.as_ref().unwrap(),
+            JobPhase::Pending,
+            "BackoffWaiting",
+            "evicted",
+            &at("2026-01-01T00:00:05Z"),
+        );
+        waiting.attempts = Some(1);
+        waiting.next_attempt_time = Some(at("2026-01-01T00:00:15Z"));
+        set_retrying(
+            &mut waiting,
+            &j,
+            true,
+            "Evicted",
+            "evicted",
+            &at("2026-01-01T00:00:05Z"),
+        );
+        let next = lifecycle(
+            &j,
+            &waiting,
+            JobPhase::Running,
+            "PodRunning",
+            "running",
+            &at("2026-01-01T00:00:20Z"),
+        );
+        assert_eq!(next.attempts, Some(1));
+        assert_eq!(next.next_attempt_time, Some(at("2026-01-01T00:00:15Z")));
+        let retrying = next
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RETRYING)
+            .unwrap();
+        assert_eq!(
+            (retrying.status.as_str(), retrying.reason.as_str()),
+            ("True", "Evicted")
+        );
+        let mut started = next.clone();
+        set_retrying(
+            &mut started,
+            &j,
+            false,
+            "AttemptStarted",
+            "attempt 2",
+            &at("2026-01-01T00:00:21Z"),
+        );
+        let retrying: Vec<_> = started
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == RETRYING)
+            .collect();
+        assert_eq!(retrying.len(), 1);
+        assert_eq!(retrying[0].status, "False");
+        assert_eq!(retrying[0].last_transition_time, at("2026-01-01T00:00:21Z"));
     }
 }

@@ -49,6 +49,7 @@ pub(super) fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
+mod attempts;
 mod binding;
 mod duties;
 mod retention;
@@ -120,6 +121,9 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
         return wait(&job, &ctx, "SessionBusy", message).await;
     }
 
+    if let Some(action) = attempts::waiting(&job, &ctx).await? {
+        return Ok(action);
+    }
     let pod = match ctx.pod(&ns, &job.name_any()) {
         Some(pod) => {
             ctx.freshness.saw_pod(job.uid().as_deref());

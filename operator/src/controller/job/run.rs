@@ -1,7 +1,9 @@
 //! Running the job's Pod and following it to the job's end.
 
+use super::attempts::after_temporary_failure;
 use super::*;
 use crate::controller::workspace::{Workspace, ensure as ensure_workspace};
+use crate::domain::attempts::{attempts_made, deleted, temporary_cause};
 
 pub(super) async fn start_pod(
     job: &AgentJob,
@@ -16,16 +18,10 @@ pub(super) async fn start_pod(
         .and_then(|s| s.pod_name.as_ref())
         .is_some()
     {
-        // It had a Pod. Unless the store is behind, someone deleted it: the run is lost.
+        // It had a Pod. Unless the store is behind, someone deleted it (its node, a person): the run is lost, and
+        // it was not the agent's doing.
         if pods.get_opt(&job.name_any()).await?.is_none() {
-            return fail(
-                job,
-                ctx,
-                "PodDeleted",
-                "the job's Pod was deleted before it ended".into(),
-                None,
-            )
-            .await;
+            return after_temporary_failure(job, session, None, deleted(), ctx).await;
         }
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -132,13 +128,20 @@ pub(super) async fn follow_pod(
     pod: &Pod,
     ctx: &Context,
 ) -> Result<Action> {
-    let status = job.status.clone().unwrap_or_default();
+    let mut status = job.status.clone().unwrap_or_default();
+    status.attempts = Some(attempts_made(job));
+    let outcome = observe(pod);
+    if !matches!(outcome, PodOutcome::Succeeded { .. })
+        && let Some(cause) = temporary_cause(pod)
+    {
+        return after_temporary_failure(job, session, Some(pod), cause, ctx).await;
+    }
     let started = pod
         .status
         .as_ref()
         .and_then(|s| s.start_time.clone())
         .or_else(|| pod.metadata.creation_timestamp.clone());
-    match observe(pod) {
+    match outcome {
         PodOutcome::Pending => {
             if status.phase != Some(JobPhase::Pending)
                 || status.reason.as_deref() != Some("PodStarting")
@@ -174,9 +177,13 @@ pub(super) async fn follow_pod(
                     false,
                     "Started",
                     format!(
-                        "Pod {} runs the agent on session {}",
+                        "Pod {} runs the agent on session {}{}",
                         pod.name_any(),
-                        session.name_any()
+                        session.name_any(),
+                        match status.attempts {
+                            Some(n) if n > 1 => format!(" (attempt {n})"),
+                            _ => String::new(),
+                        }
                     ),
                 )
                 .await;
