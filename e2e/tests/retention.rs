@@ -1,13 +1,14 @@
 //! Retention: a finished job and its Pod are deleted `ttlSecondsAfterFinished` (or the operator's
 //! `--default-job-ttl-seconds`) after the job ended; its session keeps the result, jobCount and phase; a job whose
-//! callback is not delivered yet is kept until it is.
+//! callback is not delivered yet is kept until it is. With --default-session-retention-seconds, idle sessions go too,
+//! unless a callback or a running child holds them.
 
 use crds::{AgentJob, AgentSession, CallbackState, JobPhase, SessionPhase};
 use e2e::agents::*;
 use e2e::operator::{Operator, Options};
 use e2e::{wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 fn with_ttl(mut job: AgentJob, seconds: i64) -> AgentJob {
     job.spec.ttl_seconds_after_finished = Some(seconds);
@@ -119,6 +120,94 @@ async fn a_child_whose_callback_waits_for_a_busy_parent_is_kept_until_delivered(
         assert_eq!(delivered_jobs(delivery), ["c1"]);
         // Without a TTL and without the operator's default, a job is kept.
         assert!(jobs.get_opt("boss").await.unwrap().is_some());
+    })
+    .await;
+}
+
+/// Session retention (`--default-session-retention-seconds`): an idle session with nothing queued and nothing
+/// running below it is deleted with its jobs; a session whose callback to its busy parent waits in the parent's
+/// queue, and one whose child still runs, are kept until those settle, then go too.
+#[tokio::test]
+async fn idle_sessions_go_after_the_retention_unless_a_callback_or_a_child_holds_them() {
+    with_temp_ns("ret-ses", |client, ns| async move {
+        install_crds(&client).await;
+        let _op = Operator::start_with(
+            &ns,
+            Options {
+                extra_args: vec!["--default-session-retention-seconds=3".into()],
+                ..Default::default()
+            },
+        )
+        .await;
+        let (jobs, pods, sessions) = (
+            Api::<AgentJob>::namespaced(client.clone(), &ns),
+            Api::<Pod>::namespaced(client.clone(), &ns),
+            Api::<AgentSession>::namespaced(client.clone(), &ns),
+        );
+        self_finishing_blueprint(&client, &ns, "auto", "100ms", "done").await;
+        // boss runs (its Pod waits for the test); its child kid ends at once, and its callback waits in boss's queue.
+        create(&jobs, &start("boss", "boss")).await;
+        wait_pod(&pods, "boss").await;
+        create(&jobs, &child("kid", "kid", "boss", Some("auto"))).await;
+        wait_for(&jobs, "kid", TIMEOUT, |j: Option<&AgentJob>| {
+            callback_state(j) == Some(CallbackState::Enqueued)
+        })
+        .await;
+        // boss2 is idle, its child kid2 runs.
+        create(&jobs, &start_with("boss2", "boss2", "auto")).await;
+        wait_session(&sessions, "boss2", SessionPhase::Idle).await;
+        create(&jobs, &child("kid2", "kid2", "boss2", None)).await;
+        wait_job(&jobs, "kid2", JobPhase::Running).await;
+        wait_session(&sessions, "kid", SessionPhase::Idle).await;
+
+        // quiet went idle after all of them: once it is gone, their retention has passed too.
+        create(&jobs, &start_with("quiet", "quiet", "auto")).await;
+        wait_session(&sessions, "quiet", SessionPhase::Idle).await;
+        wait_gone(&sessions, "quiet").await;
+        wait_gone(&jobs, "quiet").await;
+        for (session, why) in [
+            ("kid", "its callback waits in boss's queue"),
+            ("boss2", "its child kid2 runs"),
+            ("boss", "it runs"),
+            ("kid2", "it runs"),
+        ] {
+            assert!(
+                sessions.get_opt(session).await.unwrap().is_some(),
+                "session {session} is kept: {why}"
+            );
+        }
+        assert!(
+            jobs.get_opt("kid").await.unwrap().is_some(),
+            "kid's job is kept with it"
+        );
+
+        // Settled: boss takes kid's callback and goes idle, kid2 ends and boss2 takes its callback. All go.
+        succeed_pod(&pods, "boss", "boss turn").await;
+        succeed_pod(&pods, "kid2", "kid2 result").await;
+        // boss has no blueprint: the delivery that resumes it runs until the test ends it.
+        let delivery = e2e::eventually("boss's delivery job", TIMEOUT, || {
+            let jobs = jobs.clone();
+            async move {
+                deliveries(&jobs, "boss")
+                    .await
+                    .first()
+                    .map(|d| d.name_any())
+            }
+        })
+        .await;
+        wait_pod(&pods, &delivery).await;
+        succeed_pod(&pods, &delivery, "boss took the callback").await;
+        for session in ["kid", "boss", "kid2", "boss2"] {
+            wait_gone(&sessions, session).await;
+        }
+        e2e::eventually("every job deleted with its session", TIMEOUT, || {
+            let jobs = jobs.clone();
+            async move {
+                let left = jobs.list(&Default::default()).await.ok()?.items;
+                left.is_empty().then_some(())
+            }
+        })
+        .await;
     })
     .await;
 }

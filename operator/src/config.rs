@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, env = "AGENT_OPERATOR_DEFAULT_JOB_TTL_SECONDS", value_parser = clap::value_parser!(i64).range(0..=31_536_000))]
     pub default_job_ttl_seconds: Option<i64>,
 
+    /// Seconds an Idle AgentSession is kept after its last job ended; then it is deleted with its jobs, unless
+    /// callbacks wait in its queue, one of its jobs or descendants still runs, or a callback to or from it is not
+    /// settled yet. Unset: sessions are kept.
+    #[arg(long, env = "AGENT_OPERATOR_DEFAULT_SESSION_RETENTION_SECONDS", value_parser = clap::value_parser!(i64).range(0..=31_536_000))]
+    pub default_session_retention_seconds: Option<i64>,
+
     /// Seconds before the first retry of a job whose run failed for a cause the agent did not make (Pod evicted or
     /// lost, container never started, model API unavailable); each further retry waits twice as long, at most
     /// 5 minutes.

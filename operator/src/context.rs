@@ -39,6 +39,8 @@ pub struct Context {
     pub default_job_ttl_seconds: Option<i64>,
     /// The wait before a job's first retry; it doubles with each further retry (see domain::attempts).
     pub retry_backoff_base: std::time::Duration,
+    /// How long an idle session is kept (None: sessions are kept), see domain::session_retention.
+    pub default_session_retention_seconds: Option<i64>,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -83,6 +85,7 @@ impl Context {
             backoff: Backoff::default(),
             default_job_ttl_seconds: None,
             retry_backoff_base: std::time::Duration::from_secs(10),
+            default_session_retention_seconds: None,
             events_task: std::sync::Mutex::new(Some(events_task)),
         }
     }
@@ -131,6 +134,11 @@ impl Context {
     /// The jobs with `callback: true` whose parent is named `name`.
     pub fn children_of(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentJob>> {
         self.index.children_of(&self.jobs, ns, name)
+    }
+
+    /// The jobs whose parent is named `name`, with or without a callback.
+    pub fn started_by(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentJob>> {
+        self.index.started_by(&self.jobs, ns, name)
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let policies = controller::Policies {
         default_job_ttl_seconds: config.default_job_ttl_seconds,
         retry_backoff_base: Duration::from_secs(config.retry_backoff_base_seconds),
+        default_session_retention_seconds: config.default_session_retention_seconds,
     };
     let run = async {
         if !config.leader_election {

@@ -1,4 +1,4 @@
-//! Jobs by the session they run on and by the parent they call back, kept from the job watch beside the job
+//! Jobs by the session they run on and by the parent that started them, kept from the job watch beside the job
 //! store, so that a session's reconcile looks at its own jobs and children instead of every job in the cluster.
 //!
 //! The index holds names; a lookup resolves them through the store and checks the spec again, so a reconcile sees
@@ -30,7 +30,6 @@ impl Maps {
             .spec
             .parent_session_name
             .clone()
-            .filter(|_| job.spec.callback)
             .map(|p| (ns.clone(), p));
         ((ns, job.spec.session_name.clone()), parent)
     }
@@ -113,6 +112,14 @@ impl JobIndex {
     pub fn jobs_of(&self, store: &Store<AgentJob>, ns: &str, name: &str) -> Vec<Arc<AgentJob>> {
         let names = self.names(false, ns, name);
         self.resolve(store, ns, names, |j| j.spec.session_name == name)
+    }
+
+    /// The jobs whose parent is named `name` (with or without a callback), as the store has them.
+    pub fn started_by(&self, store: &Store<AgentJob>, ns: &str, name: &str) -> Vec<Arc<AgentJob>> {
+        let names = self.names(true, ns, name);
+        self.resolve(store, ns, names, |j| {
+            j.spec.parent_session_name.as_deref() == Some(name)
+        })
     }
 
     /// The jobs with `callback: true` whose parent is named `name`, as the store has them.

@@ -12,6 +12,7 @@ mod fake_api;
 pub mod index;
 pub mod job;
 pub mod session;
+pub mod session_retention;
 pub mod triggers;
 pub mod trim;
 pub mod workspace;
@@ -161,6 +162,8 @@ pub struct Policies {
     pub default_job_ttl_seconds: Option<i64>,
     /// The wait before a job's first retry.
     pub retry_backoff_base: std::time::Duration,
+    /// How long an idle session is kept before it is deleted (None: kept).
+    pub default_session_retention_seconds: Option<i64>,
 }
 
 impl Default for Policies {
@@ -168,6 +171,7 @@ impl Default for Policies {
         Policies {
             default_job_ttl_seconds: None,
             retry_backoff_base: std::time::Duration::from_secs(10),
+            default_session_retention_seconds: None,
         }
     }
 }
@@ -281,6 +285,7 @@ pub async fn run_until(
     );
     ctx.default_job_ttl_seconds = policies.default_job_ttl_seconds;
     ctx.retry_backoff_base = policies.retry_backoff_base;
+    ctx.default_session_retention_seconds = policies.default_session_retention_seconds;
     let ctx = Arc::new(ctx);
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job
     // store would take its running job for deleted. Triggers sent meanwhile wait in the channels.

@@ -17,6 +17,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::instrument;
 
 use super::callbacks;
+use super::session_retention::Expiry;
 use crate::apply::apply_status;
 use crate::context::{Context, MANAGER};
 use crate::domain::session::SessionEvent;
@@ -44,13 +45,18 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         // Our own newer write is on its way from the watch, and brings the session back here.
         return Ok(Action::await_change());
     }
+    let look_again = match super::session_retention::expire(&session, &ctx).await? {
+        Expiry::Deleted => return Ok(Action::await_change()),
+        Expiry::LookAgain(after) => after.min(RESYNC),
+        Expiry::Kept => RESYNC,
+    };
     let ns = session.namespace().expect("AgentSession is namespaced");
     let fetched = fetch(&ctx, &session).await?;
     let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
     let facts = fetched.facts(&session, &pod_alive, Time(jiff::Timestamp::now()));
     let work = plan(&facts);
     write(&ctx, &ns, session.clone(), &facts, work).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(look_again))
 }
 
 /// What one reconcile reads: the session's jobs and children from the indexed stores, and fresh copies of the

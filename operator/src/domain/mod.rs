@@ -10,6 +10,7 @@ pub mod order;
 pub mod pod;
 pub mod retention;
 pub mod session;
+pub mod session_retention;
 pub mod session_work;
 pub mod workspace;
 
