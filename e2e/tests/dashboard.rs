@@ -14,11 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crds::{AgentJob, AgentSession, SessionPhase};
 use e2e::anthropic::{FakeAnthropic, Gate, Reply, Request};
+use e2e::bench::dashboard::{SESSIONS, create_sessions, measure};
 use e2e::browser::Browser;
 use e2e::people::{grant, grant_agent_user, person_token};
 use e2e::{wait_for, with_temp_ns};
-use futures::{StreamExt, TryStreamExt};
-use kube::api::{ListParams, Patch, PatchParams};
+use futures::TryStreamExt;
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -354,93 +355,36 @@ async fn refused_without_the_rights(
     assert!(sessions.get_opt("planner").await.unwrap().is_some());
 }
 
-/// Sessions of the big namespace: 100 roots with 9 children each.
-const BIG: usize = 1000;
-
+/// A namespace of 1,000 sessions, in header mode (no token: the namespace comes from the URL, as X-Agent-Namespace
+/// does for a person). The figures are printed; `make bench` holds them to the 1 s target (e2e::bench::dashboard).
 #[tokio::test]
 async fn a_namespace_of_1000_sessions_renders_in_the_browser() {
     with_temp_ns("dashboard-big", |client, ns| async move {
         e2e::agents::install_crds(&client).await;
-        create_sessions(&client, &ns, BIG).await;
-        // Header mode: no token; the namespace comes from the URL (X-Agent-Namespace, as for a person).
+        create_sessions(&client, &ns, SESSIONS).await;
         let gateway = e2e::gateway::Gateway::start(&["--auth=header", "--namespace=default"]).await;
         let mut browser = Browser::start().await;
-        browser
-            .goto(&format!("http://{}/ui/#/ns/{ns}", gateway.addr))
-            .await;
-        browser
-            .wait_until(
-                &format!("document.querySelectorAll('#tree tbody tr').length === {BIG}"),
-                60_000,
-            )
-            .await;
-        let first = browser
-            .eval("({ sinceNavigation: window.dashboard.firstFullRenderAt, render: window.dashboard.lastRenderMs, rows: Number(document.body.dataset.rows) })")
-            .await;
-        assert_eq!(first["rows"], BIG);
-        // Responsive: a filter applied, and the time until the table shows its result.
-        let filtered = browser
-            .eval(
-                "new Promise((done) => { const t0 = performance.now(); const f = document.getElementById('filter-phase'); \
-                 f.value = 'Failed'; f.dispatchEvent(new Event('input')); \
-                 requestAnimationFrame(() => requestAnimationFrame(() => done({ ms: performance.now() - t0, \
-                 rows: document.querySelectorAll('#tree tbody tr').length }))); })",
-            )
-            .await;
-        let shown = filtered["rows"].as_u64().unwrap();
-        assert!(shown > 0 && shown < BIG as u64, "filtered rows: {filtered}");
+        let url = format!("http://{}/ui/#/ns/{ns}", gateway.addr);
+        let render = measure(&mut browser, &url, SESSIONS).await;
+        assert_eq!(
+            browser.eval("Number(document.body.dataset.rows)").await,
+            SESSIONS
+        );
+        // Every seventh session is Failed: the filter keeps those and the roots above them.
+        let failed = (0..SESSIONS).filter(|i| i % 7 == 0).count() as u64;
+        assert!(
+            render.filtered_rows >= failed && render.filtered_rows < SESSIONS as u64,
+            "{render:?}"
+        );
         browser.screenshot("dashboard-1000.png").await;
         println!(
-            "dashboard: {BIG} sessions: first full render {:.0} ms after navigation (rendering itself {:.1} ms); \
-             a phase filter re-rendered in {:.1} ms ({shown} rows)",
-            first["sinceNavigation"].as_f64().unwrap_or_default(),
-            first["render"].as_f64().unwrap_or_default(),
-            filtered["ms"].as_f64().unwrap_or_default(),
+            "dashboard: {SESSIONS} sessions: whole tree on the page {:.0} ms after navigation, {:.0} ms after the \
+             snapshot arrived; a phase filter re-rendered in {:.0} ms ({} rows)",
+            render.since_navigation_ms,
+            render.snapshot_to_render_ms,
+            render.filter_ms,
+            render.filtered_rows
         );
     })
     .await;
-}
-
-/// `n` AgentSessions with status, made directly (server-side apply, 32 at a time): roots `root-I`, children
-/// `root-I-J` naming their parent; every seventh Failed, the rest Idle.
-async fn create_sessions(client: &Client, ns: &str, n: usize) {
-    let api: Api<AgentSession> = Api::namespaced(client.clone(), ns);
-    let params = PatchParams::apply("e2e-dashboard").force();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (api, params) = (api.clone(), params.clone());
-            async move {
-                let root = i / 10;
-                let (name, parent) = if i % 10 == 0 {
-                    (format!("root-{root}"), None)
-                } else {
-                    (
-                        format!("root-{root}-{}", i % 10),
-                        Some(format!("root-{root}")),
-                    )
-                };
-                let object = json!({
-                    "apiVersion": "agentorchestrator.dev/v1alpha1",
-                    "kind": "AgentSession",
-                    "metadata": {"name": name},
-                    "spec": {"blueprint": "demo", "parentSessionName": parent},
-                });
-                api.patch(&name, &params, &Patch::Apply(&object))
-                    .await
-                    .unwrap_or_else(|e| panic!("apply session {name}: {e}"));
-                let phase = if i % 7 == 0 { "Failed" } else { "Idle" };
-                let status = json!({
-                    "apiVersion": "agentorchestrator.dev/v1alpha1",
-                    "kind": "AgentSession",
-                    "status": {"phase": phase, "jobCount": 1, "parentSessionName": parent,
-                               "result": format!("result of {name}")},
-                });
-                api.patch_status(&name, &params, &Patch::Apply(&status))
-                    .await
-                    .unwrap_or_else(|e| panic!("apply status of {name}: {e}"));
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
 }

@@ -2,6 +2,7 @@
 //! processes, in namespaces of their own. The figures are printed by `bin/bench.rs`.
 
 pub mod callbacks;
+pub mod dashboard;
 pub mod gateway;
 pub mod handover;
 pub mod lifecycle;

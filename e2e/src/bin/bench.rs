@@ -1,9 +1,9 @@
 //! `make bench`: runs the benchmarks of `e2e::bench` against the local control plane and prints their figures with
 //! the targets they are held to. Arguments choose benchmarks (`lifecycle`, `callbacks`, `gateway`,
-//! `handover`); none: all.
+//! `handover`, `dashboard`); none: all.
 
 use e2e::agents::install_crds;
-use e2e::bench::{callbacks, gateway, handover, lifecycle};
+use e2e::bench::{callbacks, dashboard, gateway, handover, lifecycle};
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -31,6 +31,37 @@ async fn main() {
     if wants("handover") {
         print_handover(&client).await;
     }
+    if wants("dashboard") {
+        print_dashboard(&client).await;
+    }
+}
+
+async fn print_dashboard(client: &kube::Client) {
+    let rounds = dashboard::render(client).await;
+    let median = |f: fn(&dashboard::Render) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n== dashboard: {} sessions in one namespace, headless chromium (median of {} page loads) ==",
+        dashboard::SESSIONS,
+        dashboard::ROUNDS
+    );
+    let nav = median(|r| r.since_navigation_ms);
+    println!(
+        "whole tree on the page after navigation {nav:>8.0} ms (target <= 1000 ms: {})",
+        verdict(nav <= 1000.0)
+    );
+    println!(
+        "  of which from the snapshot's arrival  {:>8.0} ms",
+        median(|r| r.snapshot_to_render_ms)
+    );
+    let filter = median(|r| r.filter_ms);
+    println!(
+        "a phase filter, input to next frame     {filter:>8.0} ms (target <= 200 ms: {})",
+        verdict(filter <= 200.0)
+    );
 }
 
 async fn print_handover(client: &kube::Client) {

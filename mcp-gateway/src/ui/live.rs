@@ -133,6 +133,63 @@ pub async fn stream(feed: NamespaceFeed, last_event_id: Option<String>, mut tx: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
+
+    fn rows(list: &[(&str, &str)]) -> std::collections::BTreeMap<String, tree::Row> {
+        list.iter()
+            .map(|(n, p)| {
+                let row = tree::Row {
+                    name: n.to_string(),
+                    parent: None,
+                    phase: p.to_string(),
+                    blueprint: None,
+                    current_job: None,
+                    queue: 0,
+                    jobs: 1,
+                    created: None,
+                    result_preview: None,
+                };
+                (n.to_string(), row)
+            })
+            .collect()
+    }
+
+    /// A browser resuming with Last-Event-ID gets only what it missed, then each new change as it happens.
+    #[tokio::test]
+    async fn a_resumed_stream_sends_the_missed_changes_then_the_new_ones() {
+        let feed = Arc::new(Mutex::new(Feed::new(3)));
+        feed.lock()
+            .unwrap()
+            .update(rows(&[("a", "Running"), ("b", "Running")]));
+        feed.lock()
+            .unwrap()
+            .update(rows(&[("a", "Idle"), ("b", "Running")]));
+        let (tx, changed) = watch::channel(0u64);
+        let (sender, mut frames) = futures::channel::mpsc::channel::<String>(16);
+        let nf = NamespaceFeed {
+            feed: feed.clone(),
+            changed,
+        };
+        let task = tokio::spawn(stream(nf, Some("3-2".into()), sender));
+        let first = frames.next().await.unwrap();
+        assert!(first.starts_with("id: 3-3\nevent: upsert\n"), "{first}");
+        assert!(first.contains("\"phase\":\"Idle\""), "{first}");
+        feed.lock().unwrap().update(rows(&[("a", "Idle")]));
+        tx.send_modify(|n| *n += 1);
+        let next = frames.next().await.unwrap();
+        assert_eq!(
+            next,
+            "id: 3-4\nevent: remove\ndata: {\"op\":\"remove\",\"name\":\"b\"}\n\n"
+        );
+        // The browser goes away: the stream ends at its next frame.
+        drop(frames);
+        feed.lock().unwrap().update(rows(&[("a", "Failed")]));
+        tx.send_modify(|n| *n += 1);
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the stream ends when the browser has gone")
+            .unwrap();
+    }
 
     #[test]
     fn a_replay_is_one_event_per_change_and_a_snapshot_one_event() {
