@@ -98,3 +98,21 @@ pub async fn caller(
     app.authorize(&caller, tool).await?;
     Ok(caller)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_error_becomes_the_status_and_message_the_page_shows() {
+        let refused: ApiError = ToolError::Refused("'bob' may not create agentjobs".into()).into();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.message, "'bob' may not create agentjobs");
+        let missing: ApiError = ToolError::NotFound("session 'x' does not exist".into()).into();
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        let busy: ApiError = ToolError::Conflict("already exists".into()).into();
+        assert_eq!(busy.status, StatusCode::CONFLICT);
+        let bad: ApiError = ToolError::Invalid("prompt is empty".into()).into();
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    }
+}
