@@ -11,6 +11,7 @@ pub mod callbacks;
 mod fake_api;
 pub mod index;
 pub mod job;
+mod relist;
 pub mod session;
 pub mod session_retention;
 pub mod triggers;
@@ -63,23 +64,26 @@ where
         + 'static,
 {
     let (store, mut writer) = reflector::store();
+    let known = writer.as_reader();
+    let mut relist = relist::Relist::default();
     let changes = watcher(api, config)
         .modify(trim)
         .map_ok(move |event| {
+            let touched = relist.touched(&known, &event);
             record(&mut writer, &event);
-            event
+            touched
         })
         .backoff(crate::retry::WatchBackoff::new())
-        .touched_objects()
         .filter_map(|r| {
             future::ready(match r {
-                Ok(obj) => Some(obj),
+                Ok(touched) => Some(stream::iter(touched)),
                 Err(e) => {
                     tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying");
                     None
                 }
             })
-        });
+        })
+        .flatten();
     (store, changes)
 }
 

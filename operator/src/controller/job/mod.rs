@@ -107,6 +107,16 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
             .and_then(|s| s.current_job.as_deref())
             == Some(job.name_any().as_str());
     if !chosen {
+        // A callback delivery is created only for a free parent, which takes it in its next status write: until
+        // that write arrives (it brings this job back here), there is nothing to tell anyone, nor to write.
+        if job
+            .labels()
+            .get(labels::CALLBACK_DELIVERY)
+            .map(String::as_str)
+            == Some("true")
+        {
+            return Ok(Action::await_change());
+        }
         let running = session.status.as_ref().and_then(|s| s.current_job.clone());
         let message = match running {
             Some(other) => format!(
