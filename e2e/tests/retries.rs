@@ -2,15 +2,24 @@
 //! Eviction API, the runner exiting with 75 for a temporary model API failure) runs again after the backoff, the
 //! job stays unfinished in between (Pending, BackoffWaiting) and its parent is called back once, for the final
 //! outcome; a failure the agent made (exit 1) is final; with the retries spent the job fails with the last cause.
-//! The operator runs with a one-second backoff base. Agent Pods run on kwok nodes, ended by the test.
+//! The operator runs with a one-second backoff base. Agent Pods run on kwok nodes, ended by the test, except in the
+//! last test: there the real runner and Claude Code run on a process node against the Anthropic stand-in, which
+//! answers 529 (overloaded) once, and the retried Resume continues the same conversation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crds::{AgentJob, CallbackState, JobPhase};
 use e2e::agents::*;
+use e2e::anthropic::{FakeAnthropic, Reply};
+use e2e::gateway::Gateway;
+use e2e::local_agents::{ProcessNode, claude_blueprint};
 use e2e::operator::{Operator, Options};
 use e2e::{wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{EvictParams, ListParams};
+use kube::api::{DynamicObject, EvictParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 async fn operator(ns: &str) -> Operator {
@@ -193,6 +202,124 @@ async fn exit_75_is_retried_exit_1_is_not_and_spent_retries_fail_with_the_cause(
             "{error}"
         );
         delivered_once(&jobs, "tired").await;
+    })
+    .await;
+}
+
+/// Claude Code ends its Resume with the model API overloaded (529; its own retries off through
+/// CLAUDE_CODE_MAX_RETRIES=0): the runner exits 75 and says why, the operator runs the Resume again, and the second
+/// run gets the same conversation (the Start's exchange is in what the model is sent) and succeeds.
+#[tokio::test]
+async fn a_resume_that_met_an_overloaded_api_runs_again_in_the_same_conversation() {
+    with_temp_ns("retry-real", |client, ns| async move {
+        install_crds(&client).await;
+        let overloaded = Arc::new(AtomicUsize::new(0));
+        let seen = overloaded.clone();
+        let fake = FakeAnthropic::start(move |r| {
+            if !r.last_user_text().contains("second question") {
+                return Reply::text("first answer");
+            }
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Reply::Error(529, "Overloaded".into());
+            }
+            Reply::text("second answer")
+        })
+        .await;
+        let gateway = Gateway::start(&[&format!("--namespace={ns}")]).await;
+        let node = ProcessNode::start(&client, &ns).await;
+        let _op = Operator::start_with(
+            &ns,
+            Options {
+                mcp_url: Some(gateway.url()),
+                extra_args: vec!["--retry-backoff-base-seconds=1".into()],
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut blueprint =
+            claude_blueprint("claude", &node, &fake.base_url_per_session(), "Test agent.");
+        blueprint["spec"]["podTemplate"]["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(serde_json::json!({"name": "CLAUDE_CODE_MAX_RETRIES", "value": "0"}));
+        e2e::gateway::api(&client, &ns, "AgentBlueprint")
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value::<DynamicObject>(blueprint).expect("blueprint"),
+            )
+            .await
+            .expect("create blueprint");
+        let jobs = Api::<AgentJob>::namespaced(client.clone(), &ns);
+        let long = Duration::from_secs(120);
+        create(
+            &jobs,
+            &job(
+                "s-start",
+                serde_json::json!({"type": "Start", "sessionName": "s",
+            "prompt": "first question", "blueprint": "claude"}),
+            ),
+        )
+        .await;
+        let started = wait_for(&jobs, "s-start", long, |j: Option<&AgentJob>| {
+            job_phase(j) == Some(JobPhase::Succeeded)
+        })
+        .await
+        .unwrap();
+        let conversation = started
+            .status
+            .and_then(|s| s.agent_session_id)
+            .expect("a session id");
+
+        create(
+            &jobs,
+            &job(
+                "s-resume",
+                serde_json::json!({"type": "Resume", "sessionName": "s",
+            "prompt": "second question"}),
+            ),
+        )
+        .await;
+        let waiting = wait_for(&jobs, "s-resume", long, |j: Option<&AgentJob>| {
+            j.and_then(job_reason) == Some("BackoffWaiting")
+        })
+        .await
+        .unwrap();
+        let retrying = waiting
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Retrying").cloned())
+            .expect("a Retrying condition");
+        assert_eq!(retrying.reason, "ModelApiUnavailable", "{retrying:?}");
+        assert!(
+            retrying.message.contains("overloaded (HTTP 529)"),
+            "the runner's termination message names the cause: {}",
+            retrying.message
+        );
+        let done = wait_for(&jobs, "s-resume", long, |j: Option<&AgentJob>| {
+            job_phase(j).is_some_and(|p| p.is_finished())
+        })
+        .await
+        .unwrap();
+        let status = done.status.clone().unwrap();
+        assert_eq!(status.phase, Some(JobPhase::Succeeded), "{status:?}");
+        assert_eq!(status.attempts, Some(2));
+        assert_eq!(status.result.as_deref(), Some("second answer"));
+        assert_eq!(
+            overloaded.load(Ordering::SeqCst),
+            2,
+            "one overloaded answer, one good one"
+        );
+        let retried = fake
+            .requests_of("s")
+            .into_iter()
+            .rfind(|r| r.last_user_text().contains("second question"))
+            .expect("the retried run's request");
+        assert!(
+            retried.mentions("first question") && retried.mentions("first answer"),
+            "the retried Resume continues the conversation {conversation}: {:?}",
+            retried.messages()
+        );
+        drop(gateway);
     })
     .await;
 }
