@@ -9,6 +9,7 @@ pub mod contract;
 pub mod governance;
 pub mod job;
 pub mod labels;
+pub mod limits;
 pub mod naming;
 pub mod reference;
 mod schema;

@@ -39,6 +39,19 @@ pub struct Args {
     /// Serve the dashboard at /ui/ (same port and identity rules as /mcp); `--dashboard=false` turns it off.
     #[arg(long, env = "MCP_GATEWAY_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
     pub dashboard: bool,
+    /// Levels of children allowed below a session whose blueprint sets no `limits.maxDepth` (unset: no limit).
+    /// The operator has the same flag; set both alike (the Helm value `governance.defaultMaxDepth` does).
+    #[arg(long, env = "MCP_GATEWAY_DEFAULT_MAX_DEPTH", value_parser = clap::value_parser!(i32).range(0..=100))]
+    pub default_max_depth: Option<i32>,
+
+    /// Children one session may start in its life when its blueprint sets no `limits.maxChildren` (unset: no limit).
+    #[arg(long, env = "MCP_GATEWAY_DEFAULT_MAX_CHILDREN", value_parser = clap::value_parser!(i32).range(0..=100_000))]
+    pub default_max_children: Option<i32>,
+
+    /// Children of one session running at once when its blueprint sets no `limits.maxActiveChildren` (unset: no
+    /// limit).
+    #[arg(long, env = "MCP_GATEWAY_DEFAULT_MAX_ACTIVE_CHILDREN", value_parser = clap::value_parser!(i32).range(0..=100_000))]
+    pub default_max_active_children: Option<i32>,
 
     /// Log format: `text` or `json`.
     #[arg(long, env = "MCP_GATEWAY_LOG_FORMAT", default_value = "text")]
@@ -48,6 +61,17 @@ pub struct Args {
     /// it. Hidden: it is a build step, not a way to run the gateway.
     #[arg(long, hide = true, value_name = "FILE")]
     pub write_tool_reference: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// The namespace defaults of the tree limits.
+    pub fn default_limits(&self) -> crds::limits::DefaultLimits {
+        crds::limits::DefaultLimits {
+            max_depth: self.default_max_depth,
+            max_children: self.default_max_children,
+            max_active_children: self.default_max_active_children,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod domain;
 mod error;
 mod events;
 mod format;
+mod limits;
 mod metrics;
 mod naming;
 mod ops;
@@ -54,7 +55,9 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         stores.clone(),
     );
-    let app = Arc::new(ops::App::new(client, stores, authenticator));
+    let mut app = ops::App::new(client, stores, authenticator);
+    app.limits = args.default_limits();
+    let app = Arc::new(app);
 
     let (router, cancel_requests) = server::router(app.clone(), &args.allowed_hosts);
     let router = router.merge(ui::router(app, args.dashboard));

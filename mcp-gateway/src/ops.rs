@@ -46,6 +46,8 @@ pub struct App {
     /// People's calls, checked against RBAC.
     pub access: Access,
     pub events: Events,
+    /// Namespace defaults of the tree limits (see `limits`).
+    pub limits: crds::limits::DefaultLimits,
     /// Last millisecond used in a job name: names from one replica never collide and keep call order.
     last_millis: AtomicU64,
 }
@@ -59,6 +61,7 @@ impl App {
             stores,
             metrics: Metrics::default(),
             auth,
+            limits: Default::default(),
             last_millis: AtomicU64::new(0),
         }
     }
@@ -240,6 +243,7 @@ impl App {
                 spec.session_name
             )));
         }
+        crate::limits::check_start(&self.stores, ns, &spec, &self.limits)?;
         self.submit(ns, spec, req.async_mode).await
     }
 
@@ -295,7 +299,12 @@ impl App {
                         spec.job_type.as_str().to_string(),
                     ),
                 ]
-                .into(),
+                .into_iter()
+                .chain(
+                    crate::limits::tree_label(&self.stores, ns, &spec)
+                        .map(|t| (crds::labels::TREE.to_string(), t)),
+                )
+                .collect(),
             );
             // The parent's identity travels with the job, so a later session reusing the parent's name never
             // receives this job's callback; the callback finalizer is set at once (saving the operator a write).

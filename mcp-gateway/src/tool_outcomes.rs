@@ -105,6 +105,9 @@ pub const OUTCOMES: &[Outcome] = &[
             "`callback=true` with `async_mode=true` from a caller with no session of its own.",
             "The blueprint does not exist in the caller's namespace, or it is disabled.",
             "A session (or a Start job) of that name already exists: resume it, or choose another name.",
+            "The new session would pass a tree limit of the caller's tree (`maxDepth`, `maxChildren` or \
+             `maxActiveChildren` of a blueprint's `limits`, or the gateway's namespace default): the message names \
+             the limit, its value and the blueprint or default it comes from; nothing is created.",
             "The API server refused the AgentJob: its admission message.",
             "Sync mode only: the session did not finish within the wait (it keeps running), its job was deleted \
              (stopped) first, or it failed (reason, error and partial result).",

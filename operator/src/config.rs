@@ -85,8 +85,39 @@ pub struct Config {
     /// 5 minutes.
     #[arg(long, default_value_t = 10, env = "AGENT_OPERATOR_RETRY_BACKOFF_BASE_SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
     pub retry_backoff_base_seconds: u64,
+    /// Levels of children allowed below a session whose blueprint sets no `limits.maxDepth` (unset: no limit). The
+    /// gateway has the same flag; the Helm value `governance.defaultMaxDepth` sets both.
+    #[arg(long, env = "AGENT_OPERATOR_DEFAULT_MAX_DEPTH", value_parser = clap::value_parser!(i32).range(0..=100))]
+    pub default_max_depth: Option<i32>,
+
+    /// Children one session may start in its life when its blueprint sets no `limits.maxChildren` (unset: no limit).
+    #[arg(long, env = "AGENT_OPERATOR_DEFAULT_MAX_CHILDREN", value_parser = clap::value_parser!(i32).range(0..=100_000))]
+    pub default_max_children: Option<i32>,
+
+    /// Children of one session running at once when its blueprint sets no `limits.maxActiveChildren` (unset: no
+    /// limit).
+    #[arg(long, env = "AGENT_OPERATOR_DEFAULT_MAX_ACTIVE_CHILDREN", value_parser = clap::value_parser!(i32).range(0..=100_000))]
+    pub default_max_active_children: Option<i32>,
+
+    /// Most AgentJobs of one namespace running at once; jobs over it wait `Pending` with reason ConcurrencyLimit and
+    /// start in creation order (unset: no limit).
+    #[arg(long, env = "AGENT_OPERATOR_MAX_RUNNING_JOBS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_running_jobs: Option<u32>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "AGENT_OPERATOR_LOG_JSON")]
     pub log_json: bool,
+}
+
+impl Config {
+    pub fn governance(&self) -> crate::context::Governance {
+        crate::context::Governance {
+            limits: crds::limits::DefaultLimits {
+                max_depth: self.default_max_depth,
+                max_children: self.default_max_children,
+                max_active_children: self.default_max_active_children,
+            },
+            max_running_jobs: self.max_running_jobs,
+        }
+    }
 }

@@ -21,6 +21,14 @@ use crate::retry::Backoff;
 
 pub const MANAGER: &str = crds::labels::MANAGER;
 
+/// The operator's governance settings: namespace defaults of the tree limits, and the most jobs one namespace
+/// runs at once (None: no limit).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Governance {
+    pub limits: crds::limits::DefaultLimits,
+    pub max_running_jobs: Option<u32>,
+}
+
 pub struct Context {
     pub client: Client,
     pub defaults: PodDefaults,
@@ -41,6 +49,13 @@ pub struct Context {
     pub retry_backoff_base: std::time::Duration,
     /// How long an idle session is kept (None: sessions are kept), see domain::session_retention.
     pub default_session_retention_seconds: Option<i64>,
+    /// Sessions by parent, beside `sessions` (see `controller::index`).
+    pub session_index: std::sync::Arc<crate::controller::index::SessionIndex>,
+    /// Tree limits and the namespace running-jobs limit (operator flags).
+    pub governance: Governance,
+    /// Held while a job is admitted under the running-jobs limit and its Pod created, so that two admissions of
+    /// this process never count the same free place (see `domain::limits`).
+    pub pod_starts: tokio::sync::Mutex<()>,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -86,6 +101,9 @@ impl Context {
             default_job_ttl_seconds: None,
             retry_backoff_base: std::time::Duration::from_secs(10),
             default_session_retention_seconds: None,
+            session_index: Default::default(),
+            governance: Governance::default(),
+            pod_starts: tokio::sync::Mutex::new(()),
             events_task: std::sync::Mutex::new(Some(events_task)),
         }
     }
@@ -129,6 +147,11 @@ impl Context {
     /// The jobs that run on session `name`.
     pub fn jobs_of(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentJob>> {
         self.index.jobs_of(&self.jobs, ns, name)
+    }
+
+    /// The sessions whose first or current parent is `name`.
+    pub fn child_sessions(&self, ns: &str, name: &str) -> Vec<std::sync::Arc<AgentSession>> {
+        self.session_index.children_of(&self.sessions, ns, name)
     }
 
     /// The jobs with `callback: true` whose parent is named `name`.

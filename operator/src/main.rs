@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         default_job_ttl_seconds: config.default_job_ttl_seconds,
         retry_backoff_base: Duration::from_secs(config.retry_backoff_base_seconds),
         default_session_retention_seconds: config.default_session_retention_seconds,
+        governance: config.governance(),
     };
     let run = async {
         if !config.leader_election {

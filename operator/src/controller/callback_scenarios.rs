@@ -17,9 +17,9 @@ fn parent(queue: &str) -> AgentSession {
         r#"
 apiVersion: agentorchestrator.dev/v1alpha1
 kind: AgentSession
-metadata: {{name: boss, namespace: ns, uid: u-boss, resourceVersion: "1"}}
+metadata: {{name: boss, namespace: ns, uid: u-boss, resourceVersion: "1", labels: {{agentorchestrator.dev/tree: boss}}}}
 spec: {{}}
-status: {{phase: Idle, jobCount: 1, lastJob: boss, callbackQueue: {queue}}}
+status: {{phase: Idle, depth: 0, jobCount: 1, lastJob: boss, callbackQueue: {queue}}}
 "#
     ))
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use crds::AgentJob;
+use crds::{AgentJob, AgentSession};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::Event;
@@ -21,6 +21,8 @@ type Key = (String, String);
 struct Maps {
     by_session: HashMap<Key, HashSet<String>>,
     by_parent: HashMap<Key, HashSet<String>>,
+    /// Jobs not finished yet, by namespace: the queue of the namespace's running-jobs limit.
+    unfinished: HashMap<String, HashSet<String>>,
 }
 
 impl Maps {
@@ -37,6 +39,15 @@ impl Maps {
     fn insert(&mut self, job: &AgentJob) {
         let (session, parent) = Self::keys(job);
         let name = job.name_any();
+        let ns = job.namespace().unwrap_or_default();
+        if crate::domain::order::is_finished(job) {
+            // An update that finished it: it leaves the queue.
+            if let Some(names) = self.unfinished.get_mut(&ns) {
+                names.remove(&name);
+            }
+        } else {
+            self.unfinished.entry(ns).or_default().insert(name.clone());
+        }
         self.by_session
             .entry(session)
             .or_default()
@@ -61,6 +72,12 @@ impl Maps {
         if let Some(parent) = parent {
             remove(&mut self.by_parent, parent);
         }
+        if let Some(names) = self
+            .unfinished
+            .get_mut(&job.namespace().unwrap_or_default())
+        {
+            names.remove(&name);
+        }
     }
 }
 
@@ -82,8 +99,12 @@ impl JobIndex {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn names(&self, by_parent: bool, ns: &str, name: &str) -> Vec<String> {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = self.read();
         let map = if by_parent {
             &state.live.by_parent
         } else {
@@ -131,6 +152,20 @@ impl JobIndex {
     }
 }
 
+impl JobIndex {
+    /// The jobs of namespace `ns` that have not finished, as the store has them.
+    pub fn unfinished_in(&self, store: &Store<AgentJob>, ns: &str) -> Vec<Arc<AgentJob>> {
+        let names: Vec<String> = self
+            .read()
+            .live
+            .unfinished
+            .get(ns)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default();
+        self.resolve(store, ns, names, |j| !crate::domain::order::is_finished(j))
+    }
+}
+
 /// Applies one watch event to the index and the store, in the order described above.
 pub fn record(index: &JobIndex, writer: &mut Writer<AgentJob>, event: &Event<AgentJob>) {
     match event {
@@ -152,6 +187,113 @@ pub fn record(index: &JobIndex, writer: &mut Writer<AgentJob>, event: &Event<Age
                 .relist
                 .get_or_insert_with(Maps::default)
                 .insert(job);
+            writer.apply_watcher_event(event);
+        }
+        Event::InitDone => {
+            writer.apply_watcher_event(event);
+            let mut state = index.write();
+            if let Some(relisted) = state.relist.take() {
+                state.live = relisted;
+            }
+        }
+    }
+}
+
+/// Sessions by their parent (the first one, spec.parentSessionName, and the current one,
+/// status.parentSessionName), kept from the session watch beside the session store the same way as `JobIndex`:
+/// a parent's reconcile finds its children without looking at every session.
+#[derive(Default)]
+pub struct SessionIndex {
+    state: RwLock<SessionState>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    live: HashMap<Key, HashSet<String>>,
+    relist: Option<HashMap<Key, HashSet<String>>>,
+}
+
+fn parents_of(session: &AgentSession) -> Vec<Key> {
+    let ns = session.namespace().unwrap_or_default();
+    let mut keys: Vec<Key> = [
+        session.spec.parent_session_name.clone(),
+        session
+            .status
+            .as_ref()
+            .and_then(|s| s.parent_session_name.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| (ns.clone(), p))
+    .collect();
+    keys.dedup();
+    keys
+}
+
+fn insert_session(map: &mut HashMap<Key, HashSet<String>>, session: &AgentSession) {
+    for key in parents_of(session) {
+        map.entry(key).or_default().insert(session.name_any());
+    }
+}
+
+impl SessionIndex {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SessionState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sessions whose first or current parent is `name`, as the store has them.
+    pub fn children_of(
+        &self,
+        store: &Store<AgentSession>,
+        ns: &str,
+        name: &str,
+    ) -> Vec<Arc<AgentSession>> {
+        let names: Vec<String> = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            state
+                .live
+                .get(&(ns.to_string(), name.to_string()))
+                .map(|n| n.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        names
+            .iter()
+            .filter_map(|n| store.get(&ObjectRef::new(n).within(ns)))
+            .filter(|s| parents_of(s).iter().any(|(_, p)| p == name))
+            .collect()
+    }
+}
+
+/// Applies one session watch event to the index and the store (a superset of the store at every instant, as
+/// for jobs; a parent change adds the new key and keeps the old one until the next relist, and lookups check).
+pub fn record_session(
+    index: &SessionIndex,
+    writer: &mut Writer<AgentSession>,
+    event: &Event<AgentSession>,
+) {
+    match event {
+        Event::Apply(s) => {
+            insert_session(&mut index.write().live, s);
+            writer.apply_watcher_event(event);
+        }
+        Event::Delete(s) => {
+            writer.apply_watcher_event(event);
+            let mut state = index.write();
+            for key in parents_of(s) {
+                if let Some(names) = state.live.get_mut(&key) {
+                    names.remove(&s.name_any());
+                    if names.is_empty() {
+                        state.live.remove(&key);
+                    }
+                }
+            }
+        }
+        Event::Init => {
+            index.write().relist = Some(HashMap::new());
+            writer.apply_watcher_event(event);
+        }
+        Event::InitApply(s) => {
+            insert_session(index.write().relist.get_or_insert_with(HashMap::new), s);
             writer.apply_watcher_event(event);
         }
         Event::InitDone => {

@@ -14,6 +14,7 @@ pub mod job;
 mod relist;
 pub mod session;
 pub mod session_retention;
+pub mod tree;
 pub mod triggers;
 pub mod trim;
 pub mod workspace;
@@ -168,6 +169,8 @@ pub struct Policies {
     pub retry_backoff_base: std::time::Duration,
     /// How long an idle session is kept before it is deleted (None: kept).
     pub default_session_retention_seconds: Option<i64>,
+    /// Tree limits and the namespace running-jobs limit.
+    pub governance: crate::context::Governance,
 }
 
 impl Default for Policies {
@@ -176,6 +179,7 @@ impl Default for Policies {
             default_job_ttl_seconds: None,
             retry_backoff_base: std::time::Duration::from_secs(10),
             default_session_retention_seconds: None,
+            governance: Default::default(),
         }
     }
 }
@@ -206,12 +210,16 @@ pub async fn run_until(
             move |writer, event| index::record(&job_index, writer, event),
         )
     };
-    let (sessions, session_changes) = reflect(
-        api::<AgentSession>(&client, ns),
-        all.clone(),
-        trim::session,
-        plain,
-    );
+    let session_index = Arc::new(index::SessionIndex::default());
+    let (sessions, session_changes) = {
+        let session_index = session_index.clone();
+        reflect(
+            api::<AgentSession>(&client, ns),
+            all.clone(),
+            trim::session,
+            move |writer, event| index::record_session(&session_index, writer, event),
+        )
+    };
     let (pods, pod_changes) = reflect(api::<Pod>(&client, ns), ours, trim::pod, plain);
     let (blueprints, blueprint_changes) = reflect(
         api::<AgentBlueprint>(&client, ns),
@@ -229,6 +237,7 @@ pub async fn run_until(
         let _ = tx.unbounded_send(r);
     };
 
+    let limited = policies.governance.max_running_jobs.is_some();
     let dispatch_jobs = {
         let (job_tx, session_tx, jobs, index) = (
             job_tx.clone(),
@@ -242,6 +251,11 @@ pub async fn run_until(
             triggers::waiting_for_start(&job, &index, &jobs)
                 .into_iter()
                 .for_each(|j| send_job(&job_tx, j));
+            if limited {
+                triggers::waiting_for_a_place(&job, &index, &jobs)
+                    .into_iter()
+                    .for_each(|j| send_job(&job_tx, j));
+            }
             sessions
                 .into_iter()
                 .for_each(|s| send_session(&session_tx, s));
@@ -290,6 +304,8 @@ pub async fn run_until(
     ctx.default_job_ttl_seconds = policies.default_job_ttl_seconds;
     ctx.retry_backoff_base = policies.retry_backoff_base;
     ctx.default_session_retention_seconds = policies.default_session_retention_seconds;
+    ctx.governance = policies.governance;
+    ctx.session_index = session_index;
     let ctx = Arc::new(ctx);
     // No reconcile runs before every store has its first full list: a session reconciled against an empty job
     // store would take its running job for deleted. Triggers sent meanwhile wait in the channels.

@@ -51,11 +51,23 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         Expiry::Kept => RESYNC,
     };
     let ns = session.namespace().expect("AgentSession is namespaced");
+    // The tree label and the ownerReference to the current parent first: every later write builds on them.
+    let (session, placement) = super::tree::sync_session(&ctx, session).await?;
     let fetched = fetch(&ctx, &session).await?;
     let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
     let facts = fetched.facts(&session, &pod_alive, Time(jiff::Timestamp::now()));
-    let work = plan(&facts);
+    let mut work = plan(&facts);
+    work.status.depth = Some(placement.depth);
+    if let Some(enqueue) = work.enqueue.as_mut() {
+        enqueue.status.depth = Some(placement.depth);
+    }
+    // The session as this reconcile leaves it, for the parent-close policy.
+    let after = AgentSession {
+        status: Some(work.status.clone()),
+        ..(*session).clone()
+    };
     write(&ctx, &ns, session.clone(), &facts, work).await?;
+    super::tree::stop_descendants(&ctx, &after).await?;
     Ok(Action::requeue(look_again))
 }
 

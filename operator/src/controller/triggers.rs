@@ -99,3 +99,25 @@ pub fn of_pod(pod: &Pod) -> (Option<ObjectRef<AgentJob>>, Option<ObjectRef<Agent
         .map(|s| ObjectRef::new(s).within(&ns));
     (job, session)
 }
+
+/// A job that ended (or is being deleted) frees a place under the namespace's running-jobs limit: the jobs waiting
+/// for one (reason ConcurrencyLimit) look again. Only the first waiting ones can start, but all of them are cheap
+/// to look at and each decides from the store.
+pub fn waiting_for_a_place(
+    job: &AgentJob,
+    index: &JobIndex,
+    jobs: &Store<AgentJob>,
+) -> Vec<ObjectRef<AgentJob>> {
+    if !(is_finished(job) || is_deleting(job)) {
+        return Vec::new();
+    }
+    index
+        .unfinished_in(jobs, &job.namespace().unwrap_or_default())
+        .into_iter()
+        .filter(|j| {
+            j.status.as_ref().and_then(|s| s.reason.as_deref())
+                == Some(crate::domain::limits::CONCURRENCY_LIMIT)
+        })
+        .map(|j| ObjectRef::from_obj(j.as_ref()))
+        .collect()
+}

@@ -90,6 +90,12 @@ pub fn delivery_job(
                 [
                     (labels::CALLBACK_DELIVERY.to_string(), "true".to_string()),
                     (labels::SESSION.to_string(), parent.name_any()),
+                    (
+                        labels::TREE.to_string(),
+                        super::tree::tree_label(parent)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| parent.name_any()),
+                    ),
                     (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
                 ]
                 .into(),

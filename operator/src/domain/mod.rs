@@ -5,6 +5,7 @@ pub mod attempts;
 pub mod callback;
 pub mod job;
 pub mod lifecycle;
+pub mod limits;
 pub mod lineage;
 pub mod order;
 pub mod pod;
@@ -12,6 +13,7 @@ pub mod retention;
 pub mod session;
 pub mod session_retention;
 pub mod session_work;
+pub mod tree;
 pub mod workspace;
 
 #[cfg(test)]

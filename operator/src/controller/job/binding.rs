@@ -72,6 +72,10 @@ pub(super) async fn start_session(
     if let Some(refusal) = cycle(job, ctx) {
         return Ok(Bound::Refused(refusal));
     }
+    if let Some(refusal) = governance::tree_limit(job, ctx) {
+        return Ok(Bound::Refused(refusal));
+    }
+    let (tree, owners) = governance::new_session_place(job, ctx);
     let session = AgentSession {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -83,7 +87,14 @@ pub(super) async fn start_session(
                 )]
                 .into(),
             ),
-            labels: Some([(labels::MANAGED_BY.to_string(), labels::MANAGER.to_string())].into()),
+            labels: Some(
+                [
+                    (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                    (labels::TREE.to_string(), tree),
+                ]
+                .into(),
+            ),
+            owner_references: (!owners.is_empty()).then_some(owners),
             ..Default::default()
         },
         spec: AgentSessionSpec {

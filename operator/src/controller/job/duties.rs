@@ -237,6 +237,9 @@ pub(super) async fn stop_deleted(job: &AgentJob, ctx: &Context) -> Result<Action
             Err(e) => return Err(e.into()),
         }
     }
+    if let Some(closed) = closed_above(job) {
+        return stop_with_parent_closed(job, ctx, &closed).await;
+    }
     fail(
         job,
         ctx,
@@ -245,4 +248,36 @@ pub(super) async fn stop_deleted(job: &AgentJob, ctx: &Context) -> Result<Action
         None,
     )
     .await
+}
+
+/// The session whose closing stopped this job, when the job's parent is not that session but one inside the closed
+/// tree: that parent is going away too, so the callback is not for it.
+fn closed_above(job: &AgentJob) -> Option<String> {
+    let closed = job.annotations().get(crate::controller::tree::STOPPED_BY)?;
+    (job.spec.parent_session_name.as_ref() != Some(closed)).then(|| closed.clone())
+}
+
+/// Ends a job stopped by an ancestor's close as Stopped, with its callback Dropped (reason ParentClosed) in the same
+/// write: the parent's queue only takes callbacks of ended jobs, so it can never take this one.
+async fn stop_with_parent_closed(job: &AgentJob, ctx: &Context, closed: &str) -> Result<Action> {
+    let parent = job.spec.parent_session_name.clone().unwrap_or_default();
+    let message = format!(
+        "session {closed} was stopped with parentClosePolicy Terminate; this job below it was stopped, and its \
+         callback to session {parent}, inside the closed tree, is dropped"
+    );
+    let status = job.status.clone().unwrap_or_default();
+    let mut next = lifecycle(job, &status, JobPhase::Failed, "Stopped", &message);
+    next.error = Some(message.clone());
+    next.completion_time = Some(now());
+    next.callback = Some(CallbackProgress {
+        state: CallbackState::Dropped,
+        reason: Some("ParentClosed".into()),
+        message: Some(message.clone()),
+        parent_uid: status.callback.as_ref().and_then(|c| c.parent_uid.clone()),
+        delivered_by: None,
+    });
+    write(job, ctx, next).await?;
+    ctx.metrics.callbacks_dropped.inc();
+    ctx.event(job, true, "CallbackDropped", message).await;
+    Ok(Action::await_change())
 }

@@ -14,7 +14,7 @@ use crds::{
     CallbackState, JobPhase, JobType, labels,
 };
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -52,6 +52,7 @@ pub(super) fn now() -> Time {
 mod attempts;
 mod binding;
 mod duties;
+mod governance;
 mod retention;
 mod run;
 mod status;
@@ -98,6 +99,7 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
         Bound::Wait(reason, message) => return wait(&job, &ctx, reason, message).await,
         Bound::Refused(r) => return fail(&job, &ctx, r.reason, r.message, None).await,
     };
+    let job = crate::controller::tree::label_job(&ctx, job, &session).await?;
 
     // A Resume runs when the session has chosen it; the Start job that created the session always runs first.
     let chosen = job.spec.job_type == JobType::Start

@@ -28,6 +28,9 @@ pub(super) async fn start_pod(
     if let Some(refusal) = cycle(job, ctx) {
         return fail(job, ctx, refusal.reason, refusal.message, None).await;
     }
+    if let crate::domain::limits::Admission::Wait(message) = governance::queue_place(job, ctx) {
+        return governance::wait_for_place(job, ctx, message).await;
+    }
     let blueprint = match &session.spec.blueprint {
         Some(name) => match blueprint(ctx, &ns, name).await? {
             Some(b) => Some(b),
@@ -77,6 +80,12 @@ pub(super) async fn start_pod(
         blueprint: blueprint.as_deref(),
         defaults: &ctx.defaults,
     });
+    let _place = match governance::take_place(job, ctx).await? {
+        governance::Place::Granted(guard) => guard,
+        governance::Place::Wait(message) => {
+            return governance::wait_for_place(job, ctx, message).await;
+        }
+    };
     ctx.metrics.write("pods", "create");
     match pods
         .create(

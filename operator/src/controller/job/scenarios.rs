@@ -13,7 +13,15 @@ fn job() -> AgentJob {
         r#"
 apiVersion: agentorchestrator.dev/v1alpha1
 kind: AgentJob
-metadata: {name: j1, namespace: ns, uid: u-j1, resourceVersion: "1", generation: 1, creationTimestamp: "2026-01-01T00:00:00Z"}
+metadata:
+  name: j1
+  namespace: ns
+  uid: u-j1
+  resourceVersion: "1"
+  generation: 1
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  labels: {agentorchestrator.dev/tree: s1}
+  ownerReferences: [{apiVersion: agentorchestrator.dev/v1alpha1, kind: AgentSession, name: s1, uid: u-s1}]
 spec: {type: Start, sessionName: s1, prompt: "do it"}
 "#,
     )
@@ -24,7 +32,7 @@ fn session() -> AgentSession {
         r#"
 apiVersion: agentorchestrator.dev/v1alpha1
 kind: AgentSession
-metadata: {name: s1, namespace: ns, uid: u-s1, resourceVersion: "1", annotations: {agentorchestrator.dev/created-by-job: u-j1}}
+metadata: {name: s1, namespace: ns, uid: u-s1, resourceVersion: "1", labels: {agentorchestrator.dev/tree: s1}, annotations: {agentorchestrator.dev/created-by-job: u-j1}}
 spec: {}
 "#,
     )
