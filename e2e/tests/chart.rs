@@ -825,14 +825,14 @@ const OPERATOR: &[Grant] = &[
         AO,
         "agentjobs",
         None,
-        &["get", "list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
         Scope::Everywhere,
     ),
     (
         AO,
         "agentsessions",
         None,
-        &["get", "list", "watch", "create"],
+        &["get", "list", "watch", "create", "patch"],
         Scope::Everywhere,
     ),
     (
@@ -859,6 +859,13 @@ const OPERATOR: &[Grant] = &[
     (
         AO,
         "agentjobs",
+        Some("finalizers"),
+        &["update"],
+        Scope::Everywhere,
+    ),
+    (
+        AO,
+        "agentsessions",
         Some("finalizers"),
         &["update"],
         Scope::Everywhere,

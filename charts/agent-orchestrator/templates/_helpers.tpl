@@ -109,3 +109,19 @@ podAntiAffinity:
           matchLabels:
             {{- include "ao.selectorLabels" . | nindent 12 }}
 {{- end -}}
+
+{{/*
+The namespace defaults of the tree limits, the same flags for the operator and the gateway (values: governance).
+*/}}
+{{- define "ao.governanceArgs" -}}
+{{- $g := .Values.governance -}}
+{{- if not (kindIs "invalid" $g.defaultMaxDepth) }}
+- {{ printf "--default-max-depth=%d" (int $g.defaultMaxDepth) | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $g.defaultMaxChildren) }}
+- {{ printf "--default-max-children=%d" (int $g.defaultMaxChildren) | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $g.defaultMaxActiveChildren) }}
+- {{ printf "--default-max-active-children=%d" (int $g.defaultMaxActiveChildren) | quote }}
+{{- end }}
+{{- end }}
