@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod handover;
 pub mod lifecycle;
 pub mod mcp_load;
+pub mod scale;
 
 use std::time::Duration;
 
@@ -45,10 +46,19 @@ pub async fn fresh_namespace(client: &Client, name: &str) {
 
 /// The peak resident memory of process `pid` (VmHWM), in MiB.
 pub fn peak_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// The resident memory of process `pid` now (VmRSS), in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)

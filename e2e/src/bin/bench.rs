@@ -1,9 +1,9 @@
 //! `make bench`: runs the benchmarks of `e2e::bench` against the local control plane and prints their figures with
 //! the targets they are held to. Arguments choose benchmarks (`lifecycle`, `callbacks`, `gateway`,
-//! `handover`, `dashboard`); none: all.
+//! `handover`, `dashboard`, `scale`); none: all.
 
 use e2e::agents::install_crds;
-use e2e::bench::{callbacks, dashboard, gateway, handover, lifecycle};
+use e2e::bench::{callbacks, dashboard, gateway, handover, lifecycle, scale};
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -34,6 +34,9 @@ async fn main() {
     if wants("dashboard") {
         print_dashboard(&client).await;
     }
+    if wants("scale") {
+        print_scale(&client).await;
+    }
 }
 
 async fn print_dashboard(client: &kube::Client) {
@@ -62,6 +65,64 @@ async fn print_dashboard(client: &kube::Client) {
         "a phase filter, input to next frame     {filter:>8.0} ms (target <= 200 ms: {})",
         verdict(filter <= 200.0)
     );
+}
+
+async fn print_scale(client: &kube::Client) {
+    let small = scale::scale(client, scale::BASELINE).await;
+    let large = scale::scale(client, scale::SESSIONS).await;
+    println!(
+        "\n== scale: {} sessions, each with a finished Start job and its Pod, against {} (median of {} rounds) ==",
+        large.sessions,
+        small.sessions,
+        scale::ROUNDS
+    );
+    println!(
+        "made {} sessions, jobs and Pods in {:.1} s; the operator settled {:.1} s after its start, with {:.0} writes",
+        large.sessions,
+        large.created_in.as_secs_f64(),
+        large.settled_in.as_secs_f64(),
+        large.settling_writes
+    );
+    println!(
+        "operator RSS settled {:>7.1} MiB (goal < 150 MiB: {})   peak {:>7.1} MiB (goal < 150 MiB: {})   at {}: settled {:.1} MiB, peak {:.1} MiB",
+        large.settled_rss_mib,
+        verdict(large.settled_rss_mib < 150.0),
+        large.peak_rss_mib,
+        verdict(large.peak_rss_mib < 150.0),
+        small.sessions,
+        small.settled_rss_mib,
+        small.peak_rss_mib
+    );
+    for (what, at_small, at_large) in [
+        (
+            "one new job, created to Succeeded",
+            small.new_job,
+            large.new_job,
+        ),
+        (
+            "one callback, child Pod Succeeded to Resume Pod",
+            small.callback,
+            large.callback,
+        ),
+    ] {
+        let ratio = at_large.as_secs_f64() / at_small.as_secs_f64();
+        println!(
+            "{what:<48} {:>7.1} ms at {}, {:>7.1} ms at {} = {ratio:.2}x (goal <= 1.5x: {})",
+            ms(at_small),
+            small.sessions,
+            ms(at_large),
+            large.sessions,
+            verdict(ratio <= 1.5)
+        );
+    }
+    for f in [&small, &large] {
+        let after = f.after_restart.as_secs_f64();
+        println!(
+            "after a kube-apiserver restart, at {:>6} sessions: a new job's Pod {after:.2} s after /readyz (goal <= 3 s: {})",
+            f.sessions,
+            verdict(after <= 3.0)
+        );
+    }
 }
 
 async fn print_handover(client: &kube::Client) {
