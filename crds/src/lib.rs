@@ -14,6 +14,7 @@ pub mod naming;
 pub mod reference;
 mod schema;
 pub mod session;
+pub mod usage;
 
 pub use blueprint::{
     AgentBlueprint, AgentBlueprintSpec, McpServer, McpTransport, PodTemplate, WorkspaceSpec,
@@ -23,9 +24,10 @@ pub use job::{
     AgentJob, AgentJobSpec, AgentJobStatus, CallbackProgress, CallbackState, JobPhase, JobType,
 };
 pub use session::{
-    AgentSession, AgentSessionSpec, AgentSessionStatus, CallbackOutcome, QueuedCallback,
-    SessionPhase,
+    AgentSession, AgentSessionSpec, AgentSessionStatus, CallbackOutcome, ChildUsage,
+    QueuedCallback, SessionPhase,
 };
+pub use usage::Cost;
 
 use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;

@@ -125,13 +125,43 @@ pub struct AgentSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 
-    /// Tokens and cost of this session and every session below it.
+    /// Tokens and cost of this session and every session below it: usage plus every entry of childUsage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_usage: Option<Usage>,
+
+    /// The part of usage from jobs that have ended: each job's usage is added once, in the same status write that
+    /// records the job's end (lastJob), so it counts once whatever restarts or job deletions follow. usage is this
+    /// plus what the running job has reported so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_jobs_usage: Option<Usage>,
+
+    /// What each child session (by UID) adds to treeUsage: the child's own treeUsage, replaced (never added to)
+    /// whenever the child's changes, and kept when the child is deleted, so spent money stays counted; dropped
+    /// when the child is re-parented to another session, which then counts it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub child_usage: Vec<ChildUsage>,
+
+    /// Set when treeUsage passed spec.budget: which bound, and since when. The tree's running jobs are stopped
+    /// with reason BudgetExceeded and the gateway starts no more children in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_exceeded: Option<String>,
 
     /// Levels above this session in its tree: 0 for a root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<i32>,
+}
+
+/// One child session's share of its parent's treeUsage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildUsage {
+    /// The child session's name.
+    pub session: String,
+    /// The child session's UID: a new session reusing the name is another entry.
+    pub uid: String,
+    /// The child's treeUsage when last seen.
+    pub usage: Usage,
 }
 
 /// Lifecycle phase of an AgentSession.

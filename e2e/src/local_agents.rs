@@ -204,3 +204,29 @@ pub fn claude_blueprint(
         },
     })
 }
+
+/// A blueprint `name` whose Pods run `agent-runner exec -- sh -c SCRIPT` on `node`, with a workspace claim: a
+/// generic agent (see runner/src/generic.rs for its contract: result, session id and usage files).
+pub async fn create_exec_blueprint(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    script: &str,
+    node: &ProcessNode,
+) {
+    let (selector, tolerations) = node.scheduling();
+    crate::gateway::create(
+        client,
+        ns,
+        "AgentBlueprint",
+        json!({
+            "metadata": {"name": name},
+            "spec": {"podTemplate": {
+                "command": ["agent-runner", "exec", "--", "sh", "-c", script],
+                "nodeSelector": selector, "tolerations": tolerations,
+                "workspace": {"size": "1Gi", "storageClassName": crate::procnode::STORAGE_CLASS},
+            }},
+        }),
+    )
+    .await;
+}

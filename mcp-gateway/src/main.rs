@@ -2,6 +2,7 @@
 
 mod access;
 mod auth;
+mod budget;
 mod cli;
 mod domain;
 mod error;

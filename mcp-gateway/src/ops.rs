@@ -244,6 +244,7 @@ impl App {
             )));
         }
         crate::limits::check_start(&self.stores, ns, &spec, &self.limits)?;
+        self.check_budget(ns, spec.parent_session_name.as_deref())?;
         self.submit(ns, spec, req.async_mode).await
     }
 
@@ -260,7 +261,17 @@ impl App {
                 spec.session_name
             )));
         }
+        self.check_budget(ns, Some(&spec.session_name))?;
         self.submit(ns, spec, req.async_mode).await
+    }
+
+    /// Refuses a job that would join (on or below `session`) a tree that passed its budget.
+    fn check_budget(&self, ns: &str, session: Option<&str>) -> Result<(), ToolError> {
+        let lookup = |name: &str| self.stores.session(ns, name);
+        match crate::budget::passed(session.and_then(lookup), lookup) {
+            Some((root, bound)) => Err(crate::budget::refusal(&root, &bound)),
+            None => Ok(()),
+        }
     }
 
     async fn submit(

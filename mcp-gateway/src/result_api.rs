@@ -1,7 +1,9 @@
 //! `POST /v1/namespaces/{ns}/agentjobs/{name}/result`: the agent runner reports its job's final text. Only the
 //! job's own Pod may do so (its token names the Pod, the Pod's label names the job). The gateway writes the
 //! job's status fields result, resultTruncated, agentSessionId and error with server-side apply (field manager
-//! `mcp-gateway`); the operator copies them to the session when the job ends.
+//! `mcp-gateway`); the operator copies them to the session when the job ends. The same report carries the run's
+//! `usage`; while the agent runs, the runner sends `{"progress": true, "usage": ..}`, which writes only
+//! status.usage (field manager `mcp-gateway-usage`, so that it never removes the result fields).
 
 use std::sync::Arc;
 
@@ -34,7 +36,16 @@ pub struct ResultReport {
     pub agent_session_id: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Tokens and cost of the run (so far, for a progress report).
+    #[serde(default)]
+    pub usage: Option<crds::Usage>,
+    /// A report of usage while the agent runs: only usage is written.
+    #[serde(default)]
+    pub progress: bool,
 }
+
+/// Field manager of usage-only (progress) writes.
+const USAGE_MANAGER: &str = "mcp-gateway-usage";
 
 pub async fn report_result(
     State(app): State<Arc<App>>,
@@ -99,9 +110,13 @@ async fn handle(
     let report: ResultReport = serde_json::from_slice(&body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
-            format!("the body must be JSON {{\"result\": string, \"agentSessionId\": string, \"error\"?: string}}: {e}"),
+            format!("the body must be JSON {{\"result\": string, \"agentSessionId\": string, \"error\"?: string, \"usage\"?: Usage, \"progress\"?: bool}}: {e}"),
         )
     })?;
+    if let Some(cost) = report.usage.as_ref().and_then(|u| u.cost_usd.as_deref()) {
+        crds::Cost::parse(cost)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("usage.costUSD: {e}")))?;
+    }
     let api: Api<AgentJob> = Api::namespaced(app.client.clone(), ns);
     if app.stores.job(ns, name).is_none() {
         // The cache may lag behind a very young job: confirm with one GET before saying it does not exist.
@@ -117,10 +132,23 @@ async fn handle(
             ));
         }
     }
-    let (patch, truncated) = status_patch(&report);
+    let (patch, truncated, manager) = if report.progress {
+        if app
+            .stores
+            .job(ns, name)
+            .is_some_and(|j| j.status.as_ref().is_some_and(|s| s.result.is_some()))
+        {
+            // The final report is in: a progress report that arrives late must not lower its usage.
+            return Ok(false);
+        }
+        (usage_patch(&report), false, USAGE_MANAGER)
+    } else {
+        let (patch, truncated) = status_patch(&report);
+        (patch, truncated, FIELD_MANAGER)
+    };
     api.patch_status(
         name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(manager).force(),
         &Patch::Apply(&patch),
     )
     .await
@@ -133,7 +161,11 @@ async fn handle(
             ),
         )
     })?;
-    tracing::info!(namespace = %ns, job = %name, truncated, "result recorded");
+    if report.progress {
+        tracing::debug!(namespace = %ns, job = %name, "usage recorded");
+    } else {
+        tracing::info!(namespace = %ns, job = %name, truncated, "result recorded");
+    }
     Ok(truncated)
 }
 
@@ -147,12 +179,24 @@ pub fn status_patch(report: &ResultReport) -> (serde_json::Value, bool) {
     if let Some(e) = report.error.as_deref().filter(|s| !s.is_empty()) {
         status["error"] = json!(e.chars().take(MAX_ERROR_CHARS).collect::<String>());
     }
+    if let Some(usage) = &report.usage {
+        status["usage"] = json!(usage);
+    }
     let patch = json!({
         "apiVersion": format!("{}/{}", crds::GROUP, crds::VERSION),
         "kind": "AgentJob",
         "status": status,
     });
     (patch, truncated)
+}
+
+/// The patch of a progress report: status.usage alone.
+pub fn usage_patch(report: &ResultReport) -> serde_json::Value {
+    json!({
+        "apiVersion": format!("{}/{}", crds::GROUP, crds::VERSION),
+        "kind": "AgentJob",
+        "status": {"usage": report.usage.clone().unwrap_or_default()},
+    })
 }
 
 #[cfg(test)]
@@ -173,6 +217,8 @@ mod tests {
             result: "x".repeat(crds::contract::MAX_RESULT_BYTES + 1),
             agent_session_id: Some("id-1".into()),
             error: None,
+            usage: None,
+            progress: false,
         };
         let (patch, truncated) = status_patch(&report);
         assert!(truncated);
@@ -184,5 +230,22 @@ mod tests {
         let result = patch["status"]["result"].as_str().unwrap();
         assert!(result.len() <= crds::contract::MAX_RESULT_BYTES);
         assert!(result.ends_with(crds::contract::TRUNCATION_MARKER));
+    }
+
+    #[test]
+    fn usage_goes_with_the_result_and_alone_in_progress() {
+        let report: ResultReport =
+            serde_json::from_str(r#"{"progress":true,"usage":{"inputTokens":5,"costUSD":"0.01"}}"#)
+                .unwrap();
+        assert!(report.progress);
+        let patch = usage_patch(&report);
+        assert_eq!(
+            patch["status"],
+            json!({"usage": {"inputTokens": 5, "outputTokens": 0, "cacheReadTokens": 0,
+                "cacheWriteTokens": 0, "costUSD": "0.01", "turns": 0}})
+        );
+        let (patch, _) = status_patch(&report);
+        assert_eq!(patch["status"]["usage"]["costUSD"], "0.01");
+        assert_eq!(patch["status"]["result"], "");
     }
 }

@@ -32,6 +32,21 @@ pub struct WriteLabel {
     pub verb: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UsageLabel {
+    pub namespace: String,
+    /// The sessions' blueprint ("" for the operator's default Pod template).
+    pub blueprint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabel {
+    pub namespace: String,
+    pub blueprint: String,
+    /// input, output, cache_read or cache_write.
+    pub kind: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
@@ -46,6 +61,8 @@ pub struct Metrics {
     pub callbacks_dropped: Counter,
     pub callback_queue_depth: Gauge,
     pub callback_latency: Histogram,
+    pub usage_tokens: Family<TokenLabel, Gauge>,
+    pub usage_cost: Family<UsageLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -64,6 +81,20 @@ impl Default for Metrics {
         let callbacks_dropped = Counter::default();
         let callback_queue_depth = Gauge::default();
         let callback_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let usage_tokens = Family::<TokenLabel, Gauge>::default();
+        let usage_cost = Family::<UsageLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "usage_tokens",
+            "Tokens used by the jobs of the sessions that exist, by namespace, blueprint and kind (from each \
+             session's status.usage: a job counts once, whatever restarts)",
+            usage_tokens.clone(),
+        );
+        registry.register(
+            "usage_cost_usd",
+            "Cost in US dollars of the jobs of the sessions that exist, by namespace and blueprint (from each \
+             session's status.usage)",
+            usage_cost.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles run, by controller",
@@ -132,6 +163,8 @@ impl Default for Metrics {
             callbacks_dropped,
             callback_queue_depth,
             callback_latency,
+            usage_tokens,
+            usage_cost,
         }
     }
 }

@@ -93,15 +93,21 @@ impl Transcript {
         self.0.api_error
     }
 
+    /// What the run has used so far (the result's totals once it came).
+    pub fn usage(&self) -> Option<crds::Usage> {
+        self.0.usage.clone()
+    }
+
     /// The job's outcome, once Claude Code has exited.
     pub fn outcome(self, exit: Exit, stderr_tail: &str) -> Outcome {
+        let usage = self.0.usage.clone();
         let agent_stream::Transcript {
             session_id,
             result,
             last_text,
             ..
         } = self.0;
-        match (exit, result) {
+        let outcome = match (exit, result) {
             (Exit::Code(0), Some((text, false))) => Outcome::succeeded(text, session_id),
             (exit, Some((text, true))) if !text.trim().is_empty() => {
                 Outcome::failed(exit, text, session_id)
@@ -119,7 +125,8 @@ impl Transcript {
                 format!("Claude Code {exit}{}", detail(Some(stderr_tail))),
                 session_id,
             ),
-        }
+        };
+        outcome.with_usage(usage)
     }
 }
 
@@ -219,7 +226,7 @@ mod tests {
     const INIT: &str =
         r#"{"type":"system","subtype":"init","cwd":"/ws","session_id":"sid-1","tools":[]}"#;
     const ASSISTANT: &str = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"partial"}]},"session_id":"sid-1"}"#;
-    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"All done","session_id":"sid-1"}"#;
+    const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"All done","session_id":"sid-1","num_turns":2,"total_cost_usd":0.0105,"usage":{"input_tokens":100,"output_tokens":40}}"#;
     const API_ERROR: &str = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 400 scripted failure","session_id":"sid-2"}"#;
 
     fn transcript(lines: &[&str]) -> Transcript {
@@ -236,7 +243,15 @@ mod tests {
         let o = t.outcome(Exit::Code(0), "");
         assert_eq!(
             o,
-            Outcome::succeeded("All done".into(), Some("sid-1".into()))
+            Outcome::succeeded("All done".into(), Some("sid-1".into())).with_usage(Some(
+                crds::Usage {
+                    input_tokens: 100,
+                    output_tokens: 40,
+                    cost_usd: Some("0.0105".into()),
+                    turns: 2,
+                    ..Default::default()
+                }
+            ))
         );
     }
 

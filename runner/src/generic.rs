@@ -4,6 +4,10 @@
 //!   folder with the Pod's `AGENT_*` environment, and `HOME` in the session workspace;
 //! - it may write its final text to the file named by `AGENT_RESULT_FILE` (else its standard output is the result)
 //!   and its own session id to `AGENT_SESSION_ID_FILE` (given back as `AGENT_RESUME_ID` on the next Resume);
+//! - it may write what it used to the file named by `AGENT_USAGE_FILE`: JSON of the Usage shape
+//!   (`{"inputTokens": 120, "outputTokens": 45, "cacheReadTokens": 0, "cacheWriteTokens": 0, "costUSD": "0.0132",
+//!   "turns": 2}`, every field optional), rewritten whenever it grows: the runner reports it while the agent runs
+//!   (budgets are enforced on it) and with the result;
 //! - exit code 0 means success; anything else is a failure whose error text is the end of its error output.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use crate::outcome::{Exit, Outcome};
 
 pub const RESULT_FILE_VAR: &str = "AGENT_RESULT_FILE";
 pub const SESSION_ID_FILE_VAR: &str = "AGENT_SESSION_ID_FILE";
+pub const USAGE_FILE_VAR: &str = "AGENT_USAGE_FILE";
 
 /// Standard output kept as the result of a command that writes no result file.
 const STDOUT_KEPT_BYTES: usize = 1024 * 1024;
@@ -21,6 +26,7 @@ const STDOUT_KEPT_BYTES: usize = 1024 * 1024;
 pub struct Files {
     pub result: PathBuf,
     pub session_id: PathBuf,
+    pub usage: PathBuf,
 }
 
 impl Files {
@@ -28,15 +34,35 @@ impl Files {
         Files {
             result: dir.join("result"),
             session_id: dir.join("session-id"),
+            usage: dir.join("usage.json"),
         }
     }
 
-    pub fn env(&self) -> [(&'static str, PathBuf); 2] {
+    pub fn env(&self) -> [(&'static str, PathBuf); 3] {
         [
             (RESULT_FILE_VAR, self.result.clone()),
             (SESSION_ID_FILE_VAR, self.session_id.clone()),
+            (USAGE_FILE_VAR, self.usage.clone()),
         ]
     }
+
+    /// What the usage file says now; a missing file is no usage, an unreadable one is logged and ignored (the
+    /// agent may be halfway through rewriting it: the next look reads it whole).
+    pub fn read_usage(&self) -> Option<crds::Usage> {
+        let text = std::fs::read_to_string(&self.usage).ok()?;
+        parse_usage(&text)
+            .map_err(|e| tracing::warn!(file = %self.usage.display(), error = %e, "ignoring the usage file"))
+            .ok()
+    }
+}
+
+/// Reads the usage file's JSON; a cost that is not a decimal string of dollars is refused.
+pub fn parse_usage(text: &str) -> Result<crds::Usage, String> {
+    let usage: crds::Usage = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(cost) = &usage.cost_usd {
+        crds::Cost::parse(cost)?;
+    }
+    Ok(usage)
 }
 
 /// Collects standard output, keeping its last `STDOUT_KEPT_BYTES`.
@@ -142,6 +168,24 @@ mod tests {
             o.error.as_deref(),
             Some("the agent command exited with code 4")
         );
+    }
+
+    #[test]
+    fn the_usage_file_has_the_usage_shape() {
+        let u =
+            parse_usage(r#"{"inputTokens":120,"outputTokens":45,"costUSD":"0.0132","turns":2}"#)
+                .unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cost_usd.as_deref(),
+                u.turns
+            ),
+            (120, 45, Some("0.0132"), 2)
+        );
+        assert!(parse_usage(r#"{"costUSD":"1e-3"}"#).is_err());
+        assert!(parse_usage("{\"inputTok").is_err());
     }
 
     #[test]

@@ -9,12 +9,14 @@ mod invocation;
 mod mcp_config;
 mod outcome;
 mod process;
+mod progress;
 mod report;
 mod temporary;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use tokio::process::Command;
@@ -169,7 +171,18 @@ async fn run_claude(inv: &Invocation, claude_bin: &str, extra: &[String]) -> Out
     let mut cmd = agent_command(inv, claude_bin);
     cmd.args(claude::args(inv, &config_path, &config.servers, extra));
     let mut transcript = claude::Transcript::default();
-    match process::run(cmd, &inv.prompt, |line| transcript.observe(line)).await {
+    let so_far: Arc<Mutex<Option<crds::Usage>>> = Arc::default();
+    let reporter = progress::Reporter::start(progress_url(inv), inv.token(), {
+        let so_far = so_far.clone();
+        move || so_far.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    });
+    let ran = process::run(cmd, &inv.prompt, |line| {
+        transcript.observe(line);
+        *so_far.lock().unwrap_or_else(|e| e.into_inner()) = transcript.usage();
+    })
+    .await;
+    reporter.stop().await;
+    match ran {
         Ok((exit, stderr_tail)) => {
             let api_error = transcript.api_error();
             temporary::classify(transcript.outcome(exit, &stderr_tail), api_error)
@@ -186,7 +199,13 @@ async fn run_exec(inv: &Invocation, command: &[String]) -> Outcome {
     let mut cmd = agent_command(inv, &command[0]);
     cmd.args(&command[1..]).envs(files.env());
     let mut output = generic::Output::default();
-    match process::run(cmd, &inv.prompt, |line| output.push(line)).await {
+    let reporter = progress::Reporter::start(progress_url(inv), inv.token(), {
+        let files = files.clone();
+        move || files.read_usage()
+    });
+    let ran = process::run(cmd, &inv.prompt, |line| output.push(line)).await;
+    reporter.stop().await;
+    match ran {
         Ok((exit, stderr_tail)) => generic::outcome(
             exit,
             std::fs::read_to_string(&files.result).ok(),
@@ -194,9 +213,17 @@ async fn run_exec(inv: &Invocation, command: &[String]) -> Outcome {
             output,
             &stderr_tail,
             inv.resume_id.as_deref(),
-        ),
+        )
+        .with_usage(files.read_usage()),
         Err(e) => spawn_failure(&command[0], e),
     }
+}
+
+/// Where usage reports go while the agent runs: the job's result endpoint (with the progress flag).
+fn progress_url(inv: &Invocation) -> Option<String> {
+    inv.mcp_url
+        .as_ref()
+        .map(|mcp| crds::contract::result_url(mcp, &inv.namespace, &inv.job))
 }
 
 /// Reports the outcome to the gateway and writes the termination message.

@@ -39,6 +39,9 @@ pub struct Outcome {
     /// The agent CLI's own session id, for the next Resume.
     pub session_id: Option<String>,
     pub exit: Exit,
+    /// Tokens and cost of the run, when the agent said (Claude Code's result message, a generic agent's usage
+    /// file).
+    pub usage: Option<crds::Usage>,
 }
 
 /// Appended to a termination message that had to be cut.
@@ -52,6 +55,7 @@ impl Outcome {
             error: None,
             session_id,
             exit: Exit::Code(0),
+            usage: None,
         }
     }
 
@@ -67,7 +71,13 @@ impl Outcome {
             error: Some(error),
             session_id,
             exit,
+            usage: None,
         }
+    }
+
+    pub fn with_usage(mut self, usage: Option<crds::Usage>) -> Outcome {
+        self.usage = usage;
+        self
     }
 
     /// The runner's exit code: 0 on success, the agent's code on failure, 128 + signal when it was killed.

@@ -61,7 +61,15 @@ pub fn body(outcome: &Outcome) -> serde_json::Value {
     if let Some(error) = &outcome.error {
         body["error"] = error.clone().into();
     }
+    if let Some(usage) = &outcome.usage {
+        body["usage"] = serde_json::to_value(usage).expect("usage serialises");
+    }
     body
+}
+
+/// The JSON body of a progress report: the usage so far, flagged so the gateway writes nothing else.
+pub fn progress_body(usage: &crds::Usage) -> serde_json::Value {
+    json!({"progress": true, "usage": usage})
 }
 
 /// Posts the outcome to `url` with the Pod's token, retrying transient failures (connection errors, 5xx, 408,
@@ -72,12 +80,22 @@ pub async fn to_gateway(
     outcome: &Outcome,
     retry: &Retry,
 ) -> Reported {
+    post(url, token, &body(outcome), retry).await
+}
+
+/// Posts `payload` as JSON to `url`, with the retries of `to_gateway`.
+pub async fn post(
+    url: &str,
+    token: Option<&str>,
+    payload: &serde_json::Value,
+    retry: &Retry,
+) -> Reported {
     let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(builder) => builder.https_or_http().enable_http1().build(),
         Err(e) => return Reported::GaveUp(format!("no TLS roots: {e}")),
     };
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let payload = Bytes::from(body(outcome).to_string());
+    let payload = Bytes::from(payload.to_string());
     let deadline = tokio::time::Instant::now() + retry.budget;
     let mut delay = retry.first_delay;
     loop {

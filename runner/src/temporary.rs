@@ -19,6 +19,7 @@ pub fn classify(outcome: Outcome, api_error: Option<ApiError>) -> Outcome {
                 format!("{}; the job may be retried: {detail}", e.describe()),
                 outcome.session_id,
             )
+            .with_usage(outcome.usage)
         }
         _ => outcome,
     }

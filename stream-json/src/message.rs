@@ -19,6 +19,11 @@ pub enum Message {
         blocks: Vec<Block>,
         /// Claude Code marks an assistant message that stands for a failed model call (e.g. "invalid_request").
         error: Option<String>,
+        /// The model message's id: Claude Code writes one line per content block, each repeating the message's id
+        /// and usage, so usage is counted once per id.
+        message_id: Option<String>,
+        /// The tokens of this model call, as the API reported them.
+        usage: Option<TokenUsage>,
     },
     /// What went back to the model: tool results (and, rarely, text).
     User {
@@ -97,6 +102,8 @@ impl Message {
                 session_id,
                 blocks: blocks(v),
                 error: string(v, "/error"),
+                message_id: string(v, "/message/id"),
+                usage: v.pointer("/message/usage").and_then(token_usage),
             },
             "user" => Message::User {
                 session_id,
@@ -180,6 +187,17 @@ fn tool_result_text(content: Option<&Value>) -> String {
     }
 }
 
+/// The Anthropic API's `usage` object (on a result, or on one model message).
+fn token_usage(u: &Value) -> Option<TokenUsage> {
+    let count = |key: &str| u.get(key).and_then(Value::as_i64).unwrap_or(0);
+    u.is_object().then(|| TokenUsage {
+        input_tokens: count("input_tokens"),
+        output_tokens: count("output_tokens"),
+        cache_read_tokens: count("cache_read_input_tokens"),
+        cache_write_tokens: count("cache_creation_input_tokens"),
+    })
+}
+
 fn result(v: &Value, session_id: Option<String>) -> ResultMessage {
     let subtype = string(v, "/subtype");
     let text = string(v, "/result")
@@ -188,20 +206,7 @@ fn result(v: &Value, session_id: Option<String>) -> ResultMessage {
         .unwrap_or_default();
     let is_error = v.get("is_error").and_then(Value::as_bool) == Some(true)
         || subtype.as_deref().is_some_and(|s| s.starts_with("error"));
-    let count = |key: &str| {
-        v.pointer(&format!("/usage/{key}"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-    };
-    let usage = v
-        .get("usage")
-        .filter(|u| u.is_object())
-        .map(|_| TokenUsage {
-            input_tokens: count("input_tokens"),
-            output_tokens: count("output_tokens"),
-            cache_read_tokens: count("cache_read_input_tokens"),
-            cache_write_tokens: count("cache_creation_input_tokens"),
-        });
+    let usage = v.get("usage").and_then(token_usage);
     let api_error = if is_error {
         crate::ApiError::of_result(v, &text)
     } else {
@@ -253,6 +258,25 @@ mod tests {
                     },
                 ],
                 error: None,
+                message_id: None,
+                usage: None,
+            })
+        );
+        let with_usage = r#"{"type":"assistant","message":{"id":"msg_1","content":[],"usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}}"#;
+        let Some(Message::Assistant {
+            message_id, usage, ..
+        }) = Message::parse(with_usage)
+        else {
+            panic!("an assistant message")
+        };
+        assert_eq!(message_id.as_deref(), Some("msg_1"));
+        assert_eq!(
+            usage,
+            Some(TokenUsage {
+                input_tokens: 7,
+                output_tokens: 3,
+                cache_read_tokens: 2,
+                cache_write_tokens: 1
             })
         );
     }

@@ -4,6 +4,7 @@
 //! the store, then is mapped (see `triggers`) to the reconciles it calls for, so a reconcile never runs on a store
 //! older than the change that triggered it. The job and session controllers read every store.
 
+pub mod budget;
 #[cfg(test)]
 mod callback_scenarios;
 pub mod callbacks;
@@ -13,6 +14,7 @@ pub mod index;
 pub mod job;
 mod relist;
 pub mod session;
+pub mod session_index;
 pub mod session_retention;
 pub mod tree;
 pub mod triggers;
@@ -272,6 +274,9 @@ pub async fn run_until(
         session_changes.for_each(move |session| {
             let (me, waiting) = triggers::of_session(&session, &index, &jobs);
             send_session(&session_tx, me);
+            triggers::usage_parent(&session)
+                .into_iter()
+                .for_each(|p| send_session(&session_tx, p));
             waiting.into_iter().for_each(|j| send_job(&job_tx, j));
             future::ready(())
         })
@@ -409,6 +414,7 @@ async fn phase_gauges(ctx: Arc<Context>) {
                 }
             });
         }
+        usage_gauges(&ctx);
         for phase in ["Unknown", "Pending", "Running", "Succeeded", "Failed"] {
             let n = counts.get(phase).copied().unwrap_or(0);
             ctx.metrics
@@ -416,5 +422,52 @@ async fn phase_gauges(ctx: Arc<Context>) {
                 .get_or_create(&crate::metrics::PhaseLabel { phase })
                 .set(n);
         }
+    }
+}
+
+/// Sets the usage gauges from the sessions' status.usage, summed by namespace and blueprint. Totals read from
+/// status (where each job counts once, see `domain::usage`) cannot double count across operator restarts, as
+/// counters bumped at each job's end could.
+fn usage_gauges(ctx: &Context) {
+    use crate::metrics::{TokenLabel, UsageLabel};
+    let mut totals = std::collections::BTreeMap::<(String, String), crds::Usage>::new();
+    for session in ctx.sessions.state() {
+        let Some(usage) = session.status.as_ref().and_then(|s| s.usage.as_ref()) else {
+            continue;
+        };
+        let key = (
+            session.metadata.namespace.clone().unwrap_or_default(),
+            session.spec.blueprint.clone().unwrap_or_default(),
+        );
+        let sum = totals.entry(key).or_default();
+        *sum = sum.plus(usage);
+    }
+    ctx.metrics.usage_tokens.clear();
+    ctx.metrics.usage_cost.clear();
+    for ((namespace, blueprint), usage) in totals {
+        for (kind, n) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ] {
+            ctx.metrics
+                .usage_tokens
+                .get_or_create(&TokenLabel {
+                    namespace: namespace.clone(),
+                    blueprint: blueprint.clone(),
+                    kind,
+                })
+                .set(n);
+        }
+        // Prometheus values are floats; the exact sum is in the sessions' status.
+        let dollars = usage.cost().0 as f64 / 1e9;
+        ctx.metrics
+            .usage_cost
+            .get_or_create(&UsageLabel {
+                namespace,
+                blueprint,
+            })
+            .set(dollars);
     }
 }

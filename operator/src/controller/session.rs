@@ -20,8 +20,9 @@ use super::callbacks;
 use super::session_retention::Expiry;
 use crate::apply::apply_status;
 use crate::context::{Context, MANAGER};
-use crate::domain::session::SessionEvent;
+use crate::domain::session::{SessionEvent, belongs_to, finish};
 use crate::domain::session_work::{SessionFacts, SessionWork, plan, to_read};
+use crate::domain::usage;
 use crate::error::Result;
 
 /// Watches can miss changes; a periodic look makes sure every session converges.
@@ -57,6 +58,7 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
     let pod_alive = |job: &str| ctx.pod(&ns, job).is_some();
     let facts = fetched.facts(&session, &pod_alive, Time(jiff::Timestamp::now()));
     let mut work = plan(&facts);
+    roll_up_usage(&ctx, &session, &fetched.jobs, &mut work.status);
     work.status.depth = Some(placement.depth);
     if let Some(enqueue) = work.enqueue.as_mut() {
         enqueue.status.depth = Some(placement.depth);
@@ -66,9 +68,66 @@ pub async fn reconcile(session: Arc<AgentSession>, ctx: Arc<Context>) -> Result<
         status: Some(work.status.clone()),
         ..(*session).clone()
     };
+    let over_budget = work.status.budget_exceeded.clone();
     write(&ctx, &ns, session.clone(), &facts, work).await?;
     super::tree::stop_descendants(&ctx, &after).await?;
+    if let Some(bound) = over_budget {
+        stop_for_budget(&ctx, &session, &bound).await?;
+    }
     Ok(Action::requeue(look_again))
+}
+
+/// Brings the session's usage, its children's shares and treeUsage up to date (see `domain::usage`).
+fn roll_up_usage(
+    ctx: &Context,
+    session: &AgentSession,
+    jobs: &[Arc<AgentJob>],
+    status: &mut AgentSessionStatus,
+) {
+    let ns = session.namespace().unwrap_or_default();
+    let current = status.current_job.as_deref().and_then(|c| {
+        jobs.iter()
+            .find(|j| j.name_any() == c && belongs_to(j, session))
+    });
+    let children =
+        crate::controller::session_index::current_children(ctx, &ns, &session.name_any());
+    let children: Vec<&AgentSession> = children.iter().map(|c| c.as_ref()).collect();
+    let parent_now = |name: &str, uid: &str| {
+        ctx.session(&ns, name)
+            .filter(|s| s.uid().as_deref() == Some(uid))
+            .map(|s| crate::controller::session_index::parent_of(&s).map(String::from))
+    };
+    usage::roll_up(
+        status,
+        session,
+        current.map(|j| j.as_ref()),
+        &children,
+        &parent_now,
+    );
+    finish(status, session, &Time(jiff::Timestamp::now()));
+}
+
+/// The tree below a session over its budget: the crossing's Event (once, after the write that records it), then
+/// every running job stopped (see `budget`).
+async fn stop_for_budget(ctx: &Context, session: &AgentSession, bound: &str) -> Result<()> {
+    let crossed = session
+        .status
+        .as_ref()
+        .and_then(|s| s.budget_exceeded.as_ref())
+        .is_none();
+    if crossed {
+        let note = format!("the tree passed its budget: {bound}; its running jobs are stopped");
+        ctx.event_about(session, true, "BudgetExceeded", note, None)
+            .await;
+    }
+    // The job reconciler may stop some of these jobs first; a conflict here is retried from fresh stores.
+    let stopped = crate::controller::budget::stop_tree(ctx, session, bound).await?;
+    if !stopped.is_empty() {
+        let note = format!("stopped for the budget ({bound}): {}", stopped.join(", "));
+        ctx.event_about(session, true, "BudgetExceeded", note, None)
+            .await;
+    }
+    Ok(())
 }
 
 /// What one reconcile reads: the session's jobs and children from the indexed stores, and fresh copies of the

@@ -121,3 +121,10 @@ pub fn waiting_for_a_place(
         .map(|j| ObjectRef::from_obj(j.as_ref()))
         .collect()
 }
+
+/// A session's change concerns its current parent when it has usage: the parent's treeUsage holds this session's.
+pub fn usage_parent(session: &AgentSession) -> Option<ObjectRef<AgentSession>> {
+    session.status.as_ref()?.tree_usage.as_ref()?;
+    let parent = super::session_index::parent_of(session)?;
+    Some(ObjectRef::new(parent).within(&session.namespace().unwrap_or_default()))
+}

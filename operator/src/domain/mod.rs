@@ -14,6 +14,7 @@ pub mod session;
 pub mod session_retention;
 pub mod session_work;
 pub mod tree;
+pub mod usage;
 pub mod workspace;
 
 #[cfg(test)]

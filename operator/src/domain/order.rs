@@ -25,3 +25,9 @@ pub fn is_finished(job: &AgentJob) -> bool {
 pub fn is_deleting(job: &AgentJob) -> bool {
     job.metadata.deletion_timestamp.is_some()
 }
+
+/// Job reasons that mean the job was stopped rather than failed on its own: deleted while it ran, or its tree
+/// passed its budget. Its parent receives a `Stopped` callback.
+pub fn is_stop_reason(reason: Option<&str>) -> bool {
+    matches!(reason, Some("Stopped" | "BudgetExceeded"))
+}

@@ -101,6 +101,9 @@ pub fn plan(view: &SessionView) -> SessionPlan {
             let Some((outcome, detail)) = ended else {
                 break;
             };
+            // The job's usage joins the session's ended jobs in this same write, which the guard above (this job
+            // is current) makes happen once.
+            super::usage::settle(&mut status, job);
             status.current_job = None;
             status.last_job = Some(current.clone());
             status.phase = Some(match outcome {
@@ -219,7 +222,7 @@ fn ended_outcome(job: &AgentJob) -> (CallbackOutcome, Option<String>) {
     match status.and_then(|s| s.phase) {
         Some(JobPhase::Succeeded) => (CallbackOutcome::Succeeded, None),
         _ => {
-            let stopped = status.and_then(|s| s.reason.as_deref()) == Some("Stopped");
+            let stopped = super::order::is_stop_reason(status.and_then(|s| s.reason.as_deref()));
             let outcome = if stopped {
                 CallbackOutcome::Stopped
             } else {
@@ -254,7 +257,7 @@ fn conditions(status: &AgentSessionStatus, session: &AgentSession, now: &Time) -
         },
     };
     let queue = status.callback_queue.len();
-    let wanted = [
+    let mut wanted = vec![
         ("Ready", ready, reason, message),
         (
             "CallbacksPending",
@@ -267,6 +270,23 @@ fn conditions(status: &AgentSessionStatus, session: &AgentSession, now: &Time) -
             format!("{queue} callback(s) waiting"),
         ),
     ];
+    // Only a session with a budget says whether its tree passed it.
+    if session.spec.budget.is_some() {
+        wanted.push(match &status.budget_exceeded {
+            Some(bound) => (
+                "BudgetExceeded",
+                true,
+                "BudgetExceeded".into(),
+                format!("the tree passed its budget: {bound}; its running jobs are stopped"),
+            ),
+            None => (
+                "BudgetExceeded",
+                false,
+                "WithinBudget".into(),
+                "the tree is within its budget".into(),
+            ),
+        });
+    }
     wanted
         .into_iter()
         .map(|(type_, ok, reason, message)| {

@@ -124,21 +124,33 @@ fn outcome(job: &AgentJob) -> CallbackOutcome {
         status.and_then(|s| s.reason.as_deref()),
     ) {
         (Some(JobPhase::Succeeded), _) => CallbackOutcome::Succeeded,
-        (_, Some("Stopped")) => CallbackOutcome::Stopped,
+        (_, reason) if super::order::is_stop_reason(reason) => CallbackOutcome::Stopped,
         _ => CallbackOutcome::Failed,
     }
+}
+
+/// Why the operator stopped a job (BudgetExceeded), from its Failed condition: the agent's own last words (killed by
+/// SIGTERM) would hide the cause from the parent.
+fn stop_cause(status: &crds::AgentJobStatus) -> Option<String> {
+    let reason = status
+        .reason
+        .as_deref()
+        .filter(|r| *r == "BudgetExceeded")?;
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed")?;
+    Some(format!("{reason}: {}", failed.message))
 }
 
 /// The queue entry of an ended child.
 pub fn entry(job: &AgentJob, now: &Time) -> QueuedCallback {
     let status = job.status.clone().unwrap_or_default();
+    let error = stop_cause(&status).or(status.error);
     QueuedCallback {
         child_session: job.spec.session_name.clone(),
         child_job: job.name_any(),
         child_job_uid: job.uid().unwrap_or_default(),
         outcome: outcome(job),
         result: status.result.map(|r| bound_result(&r).0),
-        error: status.error,
+        error,
         enqueue_time: now.clone(),
     }
 }

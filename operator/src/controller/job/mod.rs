@@ -66,6 +66,16 @@ use run::*;
 use status::wait;
 use status::{fail, lifecycle, write};
 
+/// Ends `job` as Failed with `reason` (for stops decided elsewhere, such as budgets), with an Event.
+pub async fn end_job(
+    job: &AgentJob,
+    ctx: &Context,
+    reason: &'static str,
+    message: String,
+) -> Result<()> {
+    fail(job, ctx, reason, message, None).await.map(|_| ())
+}
+
 #[instrument(skip_all, fields(job = %job.name_any(), ns = job.namespace().unwrap_or_default()))]
 pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("agentjob");
@@ -131,6 +141,16 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
             ),
         };
         return wait(&job, &ctx, "SessionBusy", message).await;
+    }
+
+    // A tree over its budget runs nothing more: a job about to start fails, a running one is stopped.
+    if let Some((root, bound)) = crate::controller::budget::exceeded_above(&ctx, &session) {
+        let why = crate::controller::budget::message(&root, &bound);
+        if ctx.pod(&ns, &job.name_any()).is_some() {
+            crate::controller::budget::stop(&ctx, &job, why).await?;
+            return Ok(Action::await_change());
+        }
+        return fail(&job, &ctx, crate::controller::budget::REASON, why, None).await;
     }
 
     if let Some(action) = attempts::waiting(&job, &ctx).await? {
