@@ -27,6 +27,15 @@ cluster-build: ## build the local control plane, kubectl and helm into .local/bi
 	cd e2e/cluster && go build -o $(BIN)/ $(CLUSTER_PKGS)
 	cd e2e/cluster/helm && go build -o $(BIN)/ helm.sh/helm/v4/cmd/helm
 
+# Jaeger (v2, cmd/jaeger), a trace store to look at the trees' traces locally, pinned in e2e/cluster/jaeger/go.mod (a module of
+# its own: its dependency tree is large). A file target: built once, and again only when the pin changes.
+JAEGER := $(BIN)/jaeger
+.PHONY: jaeger
+jaeger: $(JAEGER) ## build Jaeger (a local trace store: see docs/operations.md, Tracing) into .local/bin
+$(JAEGER): e2e/cluster/jaeger/go.mod e2e/cluster/jaeger/go.sum
+	@mkdir -p $(BIN)
+	cd e2e/cluster/jaeger && go build -o $(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+
 .PHONY: cluster-up
 cluster-up: cluster-build ## start the local control plane (idempotent); kubeconfig in .local/kubeconfig
 	$(BIN)/localcluster up --root $(LOCAL)

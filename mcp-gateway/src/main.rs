@@ -21,14 +21,17 @@ mod store;
 mod tool_outcomes;
 mod tools;
 mod ui;
+mod trace;
 mod validate;
 
 use std::sync::Arc;
 
+use agent_telemetry::Telemetry;
 use anyhow::Context;
 use clap::Parser;
 use kube::Client;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.write_tool_reference {
         return reference::write(path);
     }
-    init_logging(&args.log_format);
+    let telemetry = Telemetry::from_env("mcp-gateway")
+        .map_err(|e| anyhow::anyhow!("tracing configuration: {e}"))?;
+    init_logging(&args.log_format, &telemetry);
 
     let client = Client::try_default()
         .await
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
         .context("serving HTTP")?;
+    telemetry.shutdown();
     Ok(())
 }
 
@@ -109,16 +115,19 @@ async fn check_crds(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, telemetry: &Telemetry) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if format == "json" {
+        logs.json().boxed()
     } else {
-        builder.init();
-    }
+        logs.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(telemetry.layer())
+        .init();
 }
 
 async fn shutdown_signal() {

@@ -328,6 +328,12 @@ impl App {
                 job.metadata.annotations =
                     Some([(crds::labels::PARENT_UID.to_string(), parent)].into());
             }
+            if let Some(traceparent) = crate::trace::child_traceparent() {
+                job.annotations_mut().insert(
+                    agent_telemetry::TRACEPARENT_ANNOTATION.to_string(),
+                    traceparent,
+                );
+            }
             if spec.callback {
                 job.metadata.finalizers = Some(vec![crds::labels::CALLBACK_FINALIZER.to_string()]);
             }

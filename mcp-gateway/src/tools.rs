@@ -20,6 +20,8 @@ use crate::error::ToolError;
 use crate::format::{self, ResponseFormat};
 use crate::ops::App;
 use crate::plan::JobRequest;
+use crate::trace;
+use tracing::Instrument;
 
 /// How long a tool call that arrives before the caches are synced waits for them.
 const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -113,18 +115,29 @@ impl Gateway {
         Fut: Future<Output = Result<String, ToolError>>,
     {
         let started = Instant::now();
-        // Before the first full list, "not found" could be a lie: a call that arrives that early waits briefly.
-        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
-        let outcome = if self.app.stores.is_ready() || self.app.stores.wait_ready(deadline).await {
-            match self.authorized(tool, parts).await {
-                Ok(caller) => f(caller).await,
-                Err(e) => Err(e),
+        let caller_span = trace::caller_span(&self.app.stores, caller(parts).ok().as_ref());
+        let span = trace::tool_span(tool, caller_span);
+        let call = async {
+            // Before the first full list, "not found" could be a lie: a call that arrives that early waits briefly.
+            let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+            if self.app.stores.is_ready() || self.app.stores.wait_ready(deadline).await {
+                match self.authorized(tool, parts).await {
+                    Ok(caller) => f(caller).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                Err(ToolError::Conflict(
+                    "the gateway is starting and has not loaded the sessions yet; retry in a few seconds".into(),
+                ))
             }
-        } else {
-            Err(ToolError::Conflict(
-                "the gateway is starting and has not loaded the sessions yet; retry in a few seconds".into(),
-            ))
         };
+        let outcome = trace::scope(&span, caller_span, call)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &outcome {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", e.kind());
+        }
         self.app
             .metrics
             .tool_call(tool, outcome.is_ok(), started.elapsed());

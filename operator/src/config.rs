@@ -39,6 +39,12 @@ pub struct Config {
     )]
     pub mcp_url: String,
 
+    /// OTLP endpoint of agent Pods (their OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://otel-collector:4318): the runner
+    /// then exports its spans into the job's trace. Unset: agent Pods trace nothing. The operator's own exporter is
+    /// configured by the standard OTEL_* variables.
+    #[arg(long, env = "AGENT_OPERATOR_AGENT_OTLP_ENDPOINT")]
+    pub agent_otlp_endpoint: Option<String>,
+
     /// Elect a leader through a Lease, so that only one of several replicas writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "AGENT_OPERATOR_LEADER_ELECTION")]
     pub leader_election: bool,

@@ -14,3 +14,4 @@ pub mod freshness;
 pub mod http;
 pub mod metrics;
 pub mod retry;
+pub mod trace;

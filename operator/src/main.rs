@@ -8,6 +8,7 @@ use agent_operator::controller;
 use agent_operator::domain::pod::PodDefaults;
 use agent_operator::http::{Health, serve};
 use agent_operator::metrics::Metrics;
+use agent_telemetry::Telemetry;
 use clap::Parser;
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use kube::api::ListParams;
@@ -15,21 +16,28 @@ use kube::{Api, Client, Resource};
 use kube_lease_manager::LeaseManagerBuilder;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    if config.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
+    let telemetry = match Telemetry::from_env("agent-operator") {
+        Ok(t) => t,
+        Err(e) => fatal(format!("tracing configuration: {e}")),
+    };
+    let logs = if config.log_json {
+        tracing_subscriber::fmt::layer().json().boxed()
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+        tracing_subscriber::fmt::layer().boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(telemetry.layer())
+        .init();
 
     let client = match Client::try_default().await {
         Ok(c) => c,
@@ -53,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let defaults = PodDefaults {
         image: config.agent_image.clone(),
         mcp_url: config.mcp_url.clone(),
+        otlp_endpoint: config.agent_otlp_endpoint.clone(),
     };
     let namespace = config.namespace.clone();
 
@@ -194,6 +203,8 @@ async fn main() -> anyhow::Result<()> {
         r = http => r??,
     }
     tracing::info!("stopped");
+    // Spans of jobs that ended in the last moments are still in the exporter's queue.
+    telemetry.shutdown();
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod process;
 mod progress;
 mod report;
 mod temporary;
+mod trace;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use tokio::process::Command;
+use tracing::Instrument;
 
 use invocation::{Invocation, JobType};
 use outcome::{Exit, Outcome};
@@ -57,16 +59,29 @@ enum Mode {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Pod logs are files, not terminals: no colour codes in them.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .with_env_filter(
+    use tracing_subscriber::prelude::*;
+    let telemetry = trace::telemetry();
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_env("AGENT_RUNNER_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Pod logs are files, not terminals: no colour codes in them.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
+        .with(telemetry.layer())
         .init();
+    let code = run().await;
+    // The batch exporter still holds the run's spans.
+    telemetry.shutdown();
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let mode = cli.mode.unwrap_or(Mode::Claude {
         claude: std::env::var("AGENT_CLAUDE_BIN").unwrap_or_else(|_| "claude".into()),
@@ -93,14 +108,24 @@ async fn main() -> ExitCode {
         );
     }
 
-    let outcome = match prepare(&inv) {
-        Err(e) => Outcome::failed(Exit::Code(2), format!("agent-runner: {e}"), None),
-        Ok(()) => match mode {
-            Mode::Claude { claude, args } => run_claude(&inv, &claude, &args).await,
-            Mode::Exec { command } => run_exec(&inv, &command).await,
-        },
-    };
-    finish(&inv, &outcome).await;
+    let span = trace::run_span(&inv.job, &inv.session);
+    let outcome = async {
+        let outcome = match prepare(&inv) {
+            Err(e) => Outcome::failed(Exit::Code(2), format!("agent-runner: {e}"), None),
+            Ok(()) => match mode {
+                Mode::Claude { claude, args } => run_claude(&inv, &claude, &args).await,
+                Mode::Exec { command } => run_exec(&inv, &command).await,
+            },
+        };
+        finish(&inv, &outcome).await;
+        outcome
+    }
+    .instrument(span.clone())
+    .await;
+    if outcome.error.is_some() {
+        span.record("otel.status_code", "ERROR");
+    }
+    drop(span);
     ExitCode::from(u8::try_from(outcome.exit_code()).unwrap_or(1))
 }
 
@@ -241,7 +266,10 @@ async fn finish(inv: &Invocation, outcome: &Outcome) {
     };
     let url = crds::contract::result_url(mcp_url, &inv.namespace, &inv.job);
     let token = inv.token();
-    match report::to_gateway(&url, token.as_deref(), outcome, &report::Retry::default()).await {
+    let reported = report::to_gateway(&url, token.as_deref(), outcome, &report::Retry::default())
+        .instrument(trace::report_span("report result"))
+        .await;
+    match reported {
         Reported::Accepted => tracing::info!(%url, "result reported"),
         Reported::Refused(code, why) => {
             tracing::error!(%url, code, %why, "the gateway refused the result; the termination message remains")

@@ -125,3 +125,18 @@ The namespace defaults of the tree limits, the same flags for the operator and t
 - {{ printf "--default-max-active-children=%d" (int $g.defaultMaxActiveChildren) | quote }}
 {{- end }}
 {{- end }}
+{{/* The OTEL_* environment of a component ($ = root context, .service = its service name); empty when tracing is off. */}}
+{{- define "ao.tracingEnv" -}}
+{{- with .root.Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ $.service | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $.root.Values.tracing.sampler | quote }}
+{{- with $.root.Values.tracing.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -84,6 +84,7 @@ pub fn context(
     let defaults = PodDefaults {
         image: "runner:test".into(),
         mcp_url: "http://gateway/mcp".into(),
+        otlp_endpoint: None,
     };
     let ctx = Context::new(
         kube::Client::new(service, "ns"),

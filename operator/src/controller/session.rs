@@ -240,7 +240,13 @@ async fn write(
         && let Some(job) = &delivery.create
     {
         match callbacks::create_delivery(ctx, ns, job).await? {
-            None => callbacks::observe_latency(ctx, ns, &delivery.carried),
+            None => {
+                callbacks::observe_latency(ctx, ns, &delivery.carried);
+                crate::trace::callbacks_delivered(job, &delivery.carried, |e| {
+                    ctx.jobs
+                        .get(&kube::runtime::reflector::ObjectRef::new(&e.child_job).within(ns))
+                });
+            }
             // Made before a crash and not in the store yet: the plan is made again with it (from the session as
             // queued and the children as marked), so the session takes the entries that job carries.
             Some(existing) => {

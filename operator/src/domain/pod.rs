@@ -21,6 +21,9 @@ use super::workspace::workspace_claim_name;
 pub struct PodDefaults {
     pub image: String,
     pub mcp_url: String,
+    /// OTLP endpoint agent Pods export their spans to (their `OTEL_EXPORTER_OTLP_ENDPOINT`); unset, the runner
+    /// traces nothing.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Annotations carrying what the runner reads as files (through the downward API): a prompt of up to 100,000
@@ -138,6 +141,21 @@ pub fn build_pod(inputs: &PodInputs) -> Pod {
     }
     if let Some(bp) = session.spec.blueprint.as_ref() {
         ours.push(env_var(env::BLUEPRINT, bp.clone()));
+    }
+    if let Some(endpoint) = &defaults.otlp_endpoint {
+        // The runner's spans continue the job's own span (whose id the operator derives from the job's UID).
+        let traceparent = agent_telemetry::TraceParent::of_job(
+            job.metadata.uid.as_deref().unwrap_or_default(),
+            job.annotations()
+                .get(agent_telemetry::TRACEPARENT_ANNOTATION)
+                .map(String::as_str),
+        );
+        ours.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()));
+        ours.push(env_var("OTEL_SERVICE_NAME", "agent-runner"));
+        ours.push(env_var(
+            agent_telemetry::TRACEPARENT_ENV,
+            traceparent.header(),
+        ));
     }
     // Ours come first, so that the blueprint's values can refer to them as $(AGENT_SESSION_NAME); a blueprint
     // variable of the same name as ours is left out.
@@ -304,6 +322,7 @@ mod tests {
         PodDefaults {
             image: "runner:default".into(),
             mcp_url: "http://gw:9500/mcp".into(),
+            otlp_endpoint: None,
         }
     }
 
@@ -346,6 +365,29 @@ spec:
             blueprint,
             defaults: &defaults(),
         })
+    }
+
+    #[test]
+    fn tracing_env_only_with_an_otlp_endpoint_and_the_job_span_as_parent() {
+        let job = job(START);
+        let env = env_of(&pod_of(&job, None));
+        assert!(
+            !env.contains_key("TRACEPARENT") && !env.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+        let traced = PodDefaults {
+            otlp_endpoint: Some("http://jaeger:4318".into()),
+            ..defaults()
+        };
+        let pod = build_pod(&PodInputs {
+            job: &job,
+            session: &yaml::<AgentSession>(SESSION),
+            blueprint: None,
+            defaults: &traced,
+        });
+        let env = env_of(&pod);
+        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://jaeger:4318");
+        let own = agent_telemetry::TraceParent::of_job(job.metadata.uid.as_deref().unwrap(), None);
+        assert_eq!(env["TRACEPARENT"], own.header());
     }
 
     #[test]

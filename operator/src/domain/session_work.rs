@@ -302,7 +302,9 @@ fn deliver(
             // The delivery calls the parent's own parent back if the job that just ended on the parent did.
             let last = status.last_job.as_deref().and_then(find);
             let inherit = inherited_parent(last, status);
-            let job = delivery_job(session, status, &name, &carried, inherit);
+            let mut job = delivery_job(session, status, &name, &carried, inherit);
+            // The tree's trace goes on through the hop: the delivery continues the job that ran before it.
+            crate::trace::continue_job(&mut job, last);
             let uids = carried.iter().map(|e| e.child_job_uid.clone()).collect();
             (Some(job), uids)
         }

@@ -97,6 +97,9 @@ pub async fn reconcile(job: Arc<AgentJob>, ctx: Arc<Context>) -> Result<Action> 
     if is_finished(&job) {
         return retention::expire(&job, &ctx).await;
     }
+    if let Some(action) = crate::trace::adopt_parent_trace(&job, &ctx).await? {
+        return Ok(action);
+    }
     let ns = job.namespace().expect("AgentJob is namespaced");
     let sessions: Api<AgentSession> = Api::namespaced(ctx.client.clone(), &ns);
 

@@ -60,5 +60,10 @@ pub(super) async fn write(job: &AgentJob, ctx: &Context, status: AgentJobStatus)
     ctx.metrics.write("agentjobs/status", "apply");
     apply_status(&api, job, MANAGER, &status).await?;
     ctx.wrote(job);
+    // The job's span covers its whole life, so it is emitted once, from the recorded times, when the job ends.
+    if status.phase.is_some_and(|p| p.is_finished()) && !is_finished(job) {
+        let pod = ctx.pod(&job.namespace().unwrap_or_default(), &job.name_any());
+        crate::trace::job_ended(job, &status, pod.as_deref());
+    }
     Ok(())
 }
