@@ -20,8 +20,8 @@ mod server;
 mod store;
 mod tool_outcomes;
 mod tools;
-mod ui;
 mod trace;
+mod ui;
 mod validate;
 
 use std::sync::Arc;
