@@ -68,7 +68,8 @@ async fn try_agents(ns: &str, args: &[&str]) -> Option<Run> {
     })
 }
 
-/// Ages ("age 42s", "age 3m12s") vary from run to run: masked.
+/// Ages ("age 42s", "age 3m12s") vary from run to run, and so does cost (the planner is resumed once or twice,
+/// as its children's callbacks arrive together or apart): masked.
 fn mask_ages(tree: &str) -> String {
     tree.lines()
         .map(|line| {
@@ -76,6 +77,8 @@ fn mask_ages(tree: &str) -> String {
             for w in words.iter_mut() {
                 if w.starts_with("age ") {
                     *w = "age AGE";
+                } else if w.starts_with("cost $") {
+                    *w = "cost $COST";
                 }
             }
             words.join("  ")
