@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::{AgentJob, AgentSession, JobPhase, JobType, SessionPhase, TreeLimits};
+use crate::{AgentBlueprint, AgentJob, AgentSession, JobPhase, JobType, SessionPhase, TreeLimits};
 
 /// Longest chain of ancestors followed: deeper than any maxDepth allows, and a guard against a cycle.
 pub const MAX_CHAIN: usize = 128;
@@ -31,6 +31,23 @@ pub struct Ancestor<'a> {
     pub session: &'a str,
     pub blueprint: Option<&'a str>,
     pub limits: Option<&'a TreeLimits>,
+}
+
+/// The chain of `ancestors` paired with each one's blueprint (looked up by the caller, who knows its store), as
+/// `check` reads it. The gateway and the operator both build it this way.
+pub fn with_blueprints<'a>(
+    chain: &'a [Arc<AgentSession>],
+    blueprints: &'a [Option<Arc<AgentBlueprint>>],
+) -> Vec<Ancestor<'a>> {
+    chain
+        .iter()
+        .zip(blueprints)
+        .map(|(s, b)| Ancestor {
+            session: s.metadata.name.as_deref().unwrap_or_default(),
+            blueprint: b.as_ref().and_then(|b| b.metadata.name.as_deref()),
+            limits: b.as_ref().and_then(|b| b.spec.limits.as_ref()),
+        })
+        .collect()
 }
 
 /// The parent's children, as counted by `count_children`.

@@ -1,7 +1,7 @@
 //! Tree governance at the gateway's start path: the tree limits a new child would pass (the rule is
 //! `crds::limits`, the operator applies the same one) and the tree label every job it creates carries.
 
-use crds::limits::{self, Ancestor, DefaultLimits};
+use crds::limits::{self, DefaultLimits};
 use crds::{AgentJobSpec, JobType, labels};
 
 use crate::error::ToolError;
@@ -31,15 +31,7 @@ pub fn check_start(
                 .and_then(|b| stores.blueprint(ns, b))
         })
         .collect();
-    let ancestors: Vec<Ancestor> = chain
-        .iter()
-        .zip(&blueprints)
-        .map(|(s, b)| Ancestor {
-            session: s.metadata.name.as_deref().unwrap_or_default(),
-            blueprint: b.as_ref().and_then(|b| b.metadata.name.as_deref()),
-            limits: b.as_ref().and_then(|b| b.spec.limits.as_ref()),
-        })
-        .collect();
+    let ancestors = limits::with_blueprints(&chain, &blueprints);
     let sessions = stores.sessions_in(ns);
     let jobs = stores.jobs_in(ns);
     let counts = limits::count_children(

@@ -4,7 +4,7 @@
 use super::*;
 use crate::domain::limits::{Admission, admit};
 use crate::domain::tree::{Placement, parent_reference, place, tree_label};
-use crds::limits::{Ancestor, ancestors, check, count_children};
+use crds::limits::{ancestors, check, count_children, with_blueprints};
 use kube::api::ListParams;
 
 /// A Start job whose new session would pass a limit of its parent's tree: refused with reason TreeLimitExceeded.
@@ -22,15 +22,7 @@ pub(super) fn tree_limit(job: &AgentJob, ctx: &Context) -> Option<Refusal> {
             ctx.blueprints.get(&ObjectRef::new(name).within(&ns))
         })
         .collect();
-    let chain_limits: Vec<Ancestor> = chain
-        .iter()
-        .zip(&blueprints)
-        .map(|(s, b)| Ancestor {
-            session: s.metadata.name.as_deref().unwrap_or_default(),
-            blueprint: b.as_ref().and_then(|b| b.metadata.name.as_deref()),
-            limits: b.as_ref().and_then(|b| b.spec.limits.as_ref()),
-        })
-        .collect();
+    let chain_limits = with_blueprints(&chain, &blueprints);
     let sessions = ctx.child_sessions(&ns, parent);
     let jobs = ctx.index.started_by(&ctx.jobs, &ns, parent);
     let counts = count_children(
