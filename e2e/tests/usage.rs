@@ -1,15 +1,18 @@
 //! Usage roll-up against the local control plane: generic agents (agent-runner exec) write known usage to
 //! $AGENT_USAGE_FILE; a three-level tree's jobs, sessions and root treeUsage hold the exact sums, also when the
 //! operator is SIGKILLed in the middle and a finished job is deleted by its TTL; the operator's usage metrics show
-//! the same totals.
+//! the same totals. The same with the real Claude Code CLI against the scripted Anthropic stand-in: each job's usage
+//! is what its run printed in its final stream-json message, and the tree sums those.
 
 use std::time::Duration;
 
 use crds::{AgentJob, AgentSession, Cost, JobType, SessionPhase, Usage};
 use e2e::agents::{job, wait_job};
-use e2e::local_agents::create_exec_blueprint;
+use e2e::anthropic::FakeAnthropic;
+use e2e::local_agents::{claude_blueprint, create_exec_blueprint};
 use e2e::{eventually, with_temp_ns};
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -143,6 +146,105 @@ async fn a_three_level_tree_sums_its_usage_exactly_across_an_operator_kill() {
             (t == tokens as f64 && (c - nanos as f64 / 1e9).abs() < 1e-9).then_some(())
         })
         .await;
+    })
+    .await;
+}
+
+/// The usage a Claude Code run printed in its last stream-json message (`type: result`), read from its Pod's log
+/// with plain JSON, apart from the runner's own reading.
+async fn printed_usage(pods: &Api<Pod>, job: &str) -> Usage {
+    let log = pods
+        .logs(job, &LogParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("log of {job}: {e}"));
+    let result: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "result")
+        .next_back()
+        .unwrap_or_else(|| panic!("no result line in the log of {job}:\n{log}"));
+    let n = |k: &str| {
+        result["usage"][k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{job}: usage.{k} in {result}"))
+    };
+    let cost = result["total_cost_usd"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{job}: total_cost_usd in {result}"));
+    Usage {
+        input_tokens: n("input_tokens"),
+        output_tokens: n("output_tokens"),
+        cache_read_tokens: n("cache_read_input_tokens"),
+        cache_write_tokens: n("cache_creation_input_tokens"),
+        cost_usd: Some(Cost::from_f64(cost).expect("a cost").render()),
+        turns: result["num_turns"].as_i64().expect("num_turns"),
+    }
+}
+
+#[tokio::test]
+async fn claude_code_runs_report_what_they_printed_and_a_three_level_tree_sums_it_across_an_operator_kill()
+ {
+    with_temp_ns("usage-cc", |client, ns| async move {
+        // The demo model: root starts mid, mid starts leaf (both with callback), each is resumed with its child's
+        // result; the stand-in counts tokens on every reply, so every run has usage and Claude Code prices it.
+        let fake = FakeAnthropic::start(e2e::demo_model::reply).await;
+        let (_gateway, node, mut operator) = e2e::stack::agent_processes(&client, &ns, &[]).await;
+        let blueprint = claude_blueprint("cc-metered", &node, &fake.base_url_per_session(), "You are a metered agent.");
+        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
+        blueprints.create(&PostParams::default(), &serde_json::from_value(blueprint).unwrap()).await.expect("blueprint");
+        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
+        let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let prompt = "Split the work (blueprint \"cc-metered\"):\n- child \"mid\": - child \"leaf\": count the files (blueprint \"cc-metered\")";
+        let root = job("root-start", json!({"type": "Start", "sessionName": "root", "prompt": prompt, "blueprint": "cc-metered"}));
+        jobs.create(&PostParams::default(), &root).await.expect("create the root job");
+
+        // The operator dies once the leaf has ended (its callback and the roll-up are in flight), and a new one
+        // takes over.
+        eventually("the leaf's job to succeed", Duration::from_secs(120), || async {
+            let listed = jobs.list(&ListParams::default()).await.ok()?.items;
+            listed.iter().any(|j| j.spec.session_name == "leaf" && e2e::agents::job_phase(Some(j)) == Some(crds::JobPhase::Succeeded)).then_some(())
+        })
+        .await;
+        operator.restart().await;
+
+        // Settled: every run ended (three Starts, mid's resume with the leaf's result, and one or two resumes of root:
+        // mid calls back after each of its jobs, and root may take both in one), every callback delivered, every
+        // session idle with an empty queue.
+        let (listed, by_name) = eventually("the Claude Code tree to settle", Duration::from_secs(120), || async {
+            let listed = jobs.list(&ListParams::default()).await.ok()?.items;
+            let all = sessions.list(&ListParams::default()).await.ok()?.items;
+            let done = (5..=6).contains(&listed.len())
+                && listed.iter().all(|j| j.status.as_ref().and_then(|s| s.phase) == Some(crds::JobPhase::Succeeded))
+                && listed.iter().filter(|j| j.spec.callback).all(|j| e2e::agents::callback_state(Some(j)) == Some(crds::CallbackState::Delivered));
+            let quiet = all.len() == 3 && all.iter().all(|s| {
+                s.status.as_ref().is_some_and(|st| st.phase == Some(SessionPhase::Idle) && st.current_job.is_none() && st.callback_queue.is_empty())
+            });
+            let by_name: std::collections::BTreeMap<String, AgentSession> = all.into_iter().map(|s| (s.name_any(), s)).collect();
+            (done && quiet).then_some((listed, by_name))
+        })
+        .await;
+
+        // Each job holds what its run printed; each session the sum over its jobs; each treeUsage itself and below.
+        let mut own: std::collections::BTreeMap<String, Usage> = Default::default();
+        for j in &listed {
+            let printed = printed_usage(&pods, &j.name_any()).await;
+            assert!(printed.total_tokens() > 0 && printed.cost().0 > 0, "{}: the run printed no usage: {printed:?}", j.name_any());
+            assert_eq!(j.status.as_ref().and_then(|s| s.usage.clone()).as_ref(), Some(&printed), "usage of job {}", j.name_any());
+            let sum = own.entry(j.spec.session_name.clone()).or_default();
+            *sum = sum.plus(&printed);
+        }
+        let status = |n: &str| by_name[n].status.clone().expect("status");
+        for n in ["root", "mid", "leaf"] {
+            assert_eq!(summary(&status(n).usage.expect("usage")), summary(&own[n]), "usage of session {n}");
+        }
+        let below_mid = own["mid"].plus(&own["leaf"]);
+        assert_eq!(summary(&status("leaf").tree_usage.expect("leaf tree")), summary(&own["leaf"]));
+        assert_eq!(summary(&status("mid").tree_usage.expect("mid tree")), summary(&below_mid));
+        let whole = own["root"].plus(&below_mid);
+        let root_tree = status("root").tree_usage.expect("root tree");
+        assert_eq!(summary(&root_tree), summary(&whole), "the root's treeUsage");
+        println!("usage (Claude Code): root treeUsage {root_tree:?}");
     })
     .await;
 }
