@@ -160,8 +160,7 @@ async fn printed_usage(pods: &Api<Pod>, job: &str) -> Usage {
     let result: serde_json::Value = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "result")
-        .next_back()
+        .rfind(|v| v["type"] == "result")
         .unwrap_or_else(|| panic!("no result line in the log of {job}:\n{log}"));
     let n = |k: &str| {
         result["usage"][k]
