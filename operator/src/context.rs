@@ -57,6 +57,7 @@ pub struct Context {
     /// this process never count the same free place (see `domain::limits`).
     pub pod_starts: tokio::sync::Mutex<()>,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    unpublished: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Context {
@@ -78,14 +79,19 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         let (events, mut queue) = mpsc::unbounded::<(Event, ObjectReference)>();
-        let events_task = tokio::spawn(async move {
-            while let Some((event, object)) = queue.next().await {
-                if let Err(e) = recorder.publish(&event, &object).await {
-                    tracing::warn!(object = ?object.name, reason = %event.reason, error = %e,
-                        "could not record event");
+        let unpublished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let events_task = {
+            let unpublished = unpublished.clone();
+            tokio::spawn(async move {
+                while let Some((event, object)) = queue.next().await {
+                    if let Err(e) = recorder.publish(&event, &object).await {
+                        tracing::warn!(object = ?object.name, reason = %event.reason, error = %e,
+                            "could not record event");
+                    }
+                    unpublished.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 }
-            }
-        });
+            })
+        };
         Context {
             events,
             client,
@@ -105,7 +111,13 @@ impl Context {
             governance: Governance::default(),
             pod_starts: tokio::sync::Mutex::new(()),
             events_task: std::sync::Mutex::new(Some(events_task)),
+            unpublished,
         }
+    }
+
+    /// Events recorded and not yet published (or given up on).
+    pub fn unpublished_events(&self) -> usize {
+        self.unpublished.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops taking Events and waits (at most `limit`) until those recorded so far are published: at shutdown,
@@ -202,11 +214,15 @@ impl Context {
             secondary: related,
         };
         self.metrics.write("events", "create");
+        self.unpublished
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self
             .events
             .unbounded_send((ev, obj.object_ref(&())))
             .is_err()
         {
+            self.unpublished
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!(object = %obj.name_any(), reason, "the event task has stopped; event not recorded");
         }
     }

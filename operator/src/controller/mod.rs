@@ -16,10 +16,14 @@ mod relist;
 pub mod session;
 pub mod session_index;
 pub mod session_retention;
+#[cfg(test)]
+mod simulation;
 pub mod tree;
 pub mod triggers;
 pub mod trim;
 pub mod workspace;
+#[cfg(test)]
+mod write_counts;
 
 use std::sync::Arc;
 
