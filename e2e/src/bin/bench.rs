@@ -69,7 +69,7 @@ async fn print_dashboard(client: &kube::Client) {
 
 async fn print_scale(client: &kube::Client) {
     let small = scale::scale(client, scale::BASELINE).await;
-    let large = scale::scale(client, scale::SESSIONS).await;
+    let large = scale::scale(client, scale::sessions()).await;
     println!(
         "\n== scale: {} sessions, each with a finished Start job and its Pod, against {} (median of {} rounds) ==",
         large.sessions,
