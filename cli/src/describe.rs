@@ -47,13 +47,31 @@ pub async fn describe(cluster: &Cluster, name: &str) -> Result<Description> {
     jobs.sort_by(run_order);
     let mut involved: std::collections::HashSet<String> =
         jobs.iter().map(|j| j.name_any()).collect();
-    involved.insert(name.to_string());
     let events: Api<Event> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let mut events: Vec<Event> = events
+    let events: Vec<Event> = events
         .list(&Default::default())
         .await
         .map_err(|e| CliError::kube("listing Events", e))?
-        .items
+        .items;
+    // A job's start and end are Events on the job alone; a job deleted since is still named by the session's
+    // status or by the related object of the session's own Events, so its Events stay in the session's story.
+    let of_session = |e: &&Event| {
+        e.involved_object.kind.as_deref() == Some("AgentSession")
+            && e.involved_object.name.as_deref() == Some(name)
+    };
+    involved.extend(
+        events
+            .iter()
+            .filter(of_session)
+            .filter_map(|e| e.related.as_ref())
+            .filter(|r| r.kind.as_deref() == Some("AgentJob"))
+            .filter_map(|r| r.name.clone()),
+    );
+    if let Some(st) = &session.status {
+        involved.extend(st.last_job.iter().chain(st.current_job.iter()).cloned());
+    }
+    involved.insert(name.to_string());
+    let mut events: Vec<Event> = events
         .into_iter()
         .filter(|e| {
             let kind = e.involved_object.kind.as_deref().unwrap_or_default();

@@ -293,9 +293,7 @@ async fn write(
         for event in &work.events {
             let (warning, reason, note) = describe(event);
             let related = match event {
-                SessionEvent::JobStarted { job, .. } | SessionEvent::JobEnded { job, .. } => {
-                    Some(job_reference(ns, job))
-                }
+                SessionEvent::JobGone { job, .. } => Some(job_reference(ns, job)),
                 SessionEvent::Reparented { .. } => None,
             };
             ctx.event_about(session.as_ref(), warning, reason, note, related)
@@ -345,12 +343,7 @@ pub(crate) fn job_reference(ns: &str, name: &str) -> ObjectReference {
 
 fn describe(event: &SessionEvent) -> (bool, &'static str, String) {
     match event {
-        SessionEvent::JobStarted { job, job_type } => (
-            false,
-            "JobStarted",
-            format!("{} job {job} started", job_type.as_str()),
-        ),
-        SessionEvent::JobEnded {
+        SessionEvent::JobGone {
             job,
             outcome,
             detail,

@@ -15,7 +15,8 @@ use serde_json::json;
 use crate::apply::not_found;
 use crate::context::Context;
 use crate::domain::tree::{
-    Placement, closes_descendants, jobs_to_stop, owner_references, place, tree_label,
+    Placement, closes_descendants, jobs_to_stop, owner_references, place, session_reference,
+    tree_label,
 };
 use crate::error::{Error, Result};
 
@@ -75,18 +76,6 @@ pub async fn sync_session(
     }
     let written = patch_meta(ctx, session.as_ref(), metadata).await?;
     Ok((Arc::new(written), placement))
-}
-
-/// The ownerReference of a job to the session it runs on: deleting the session deletes its jobs (and so stops them).
-fn session_reference(session: &AgentSession) -> Option<OwnerReference> {
-    Some(OwnerReference {
-        api_version: AgentSession::api_version(&()).into(),
-        kind: AgentSession::kind(&()).into(),
-        name: session.name_any(),
-        uid: session.uid()?,
-        controller: Some(false),
-        block_owner_deletion: Some(false),
-    })
 }
 
 /// Gives a job its session's tree label and an ownerReference to the session, if it lacks them (jobs applied with

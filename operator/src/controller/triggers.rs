@@ -35,11 +35,7 @@ pub fn waiting_for_start(
     index: &JobIndex,
     jobs: &Store<AgentJob>,
 ) -> Vec<ObjectRef<AgentJob>> {
-    let made_session = job
-        .status
-        .as_ref()
-        .and_then(|s| s.session_uid.as_ref())
-        .is_some();
+    let made_session = crate::domain::session::bound_session(job).is_some();
     if job.spec.job_type != JobType::Start
         || made_session
         || !(is_finished(job) || is_deleting(job))

@@ -132,22 +132,16 @@ async fn a_start_jobs_life() {
         tally.state(),
         show(&calls)
     );
+    // Each state write is a transition a person sees: the session made, Running and Idle; the job Running and
+    // Succeeded; the Pod. A Pod not started yet costs no job write (the Pod tells it, and the binding is durable
+    // in the job's ownerReference). The job's start and end are told once, by Events on the job.
     assert_eq!(
         (tally.sessions, tally.job_status, tally.pods, tally.jobs),
-        (3, 3, 1, 1),
-        "session create, Running, Idle; job PodStarting, Running, Succeeded; the Pod; the job's ownerReference"
+        (3, 2, 1, 1),
+        "session create, Running, Idle; job Running, Succeeded; the Pod; the job's ownerReference"
     );
-    assert_eq!(tally.state(), 7);
-    assert_eq!(
-        tally.events,
-        [
-            "AgentSession/Created",
-            "AgentSession/JobStarted",
-            "AgentJob/Started",
-            "AgentJob/Succeeded",
-            "AgentSession/JobSucceeded",
-        ]
-    );
+    assert_eq!(tally.state(), 6);
+    assert_eq!(tally.events, ["AgentJob/Started", "AgentJob/Succeeded"]);
 }
 
 /// The calls from the child's Pod Succeeded to the parent's Resume Pod (in the order the simulation makes them;
@@ -202,8 +196,7 @@ async fn a_callback_to_an_idle_parent() {
             "PATCH agentsessions/status boss", // taken by the parent
             "PATCH agentjobs/status c1",       // marked Delivered (beside the rest)
             "PATCH agentjobs c1",              // its finalizer removed (beside the rest)
-            "PATCH agentjobs DELIVERY",        // the delivery job's ownerReference to the parent
-            "POST pods ",                      // the parent resumes
+            "POST pods ", // the parent resumes (its job was made with its ownerReference: no patch first)
         ]
     );
     let tally = Tally::of(&calls);
@@ -212,7 +205,6 @@ async fn a_callback_to_an_idle_parent() {
         tally.events,
         [
             "AgentJob/Succeeded",
-            "AgentSession/JobSucceeded",
             "AgentSession/CallbackQueued",
             "AgentSession/CallbacksDelivered",
         ]

@@ -101,6 +101,8 @@ pub fn delivery_job(
                 .into(),
             ),
             annotations: Some(annotations),
+            // Made with its session's ownerReference, so the job controller has no labels to add before its Pod.
+            owner_references: super::tree::session_reference(parent).map(|r| vec![r]),
             ..Default::default()
         },
         spec: AgentJobSpec {

@@ -91,7 +91,7 @@ pub fn decide(view: &RetentionView) -> Retention {
         .session
         .filter(|s| {
             // Only the session this job ran on; a newer one of the same name does not need it.
-            let bound = job.status.as_ref().and_then(|st| st.session_uid.as_deref());
+            let bound = super::session::bound_session(job);
             bound.is_none() || bound == s.uid().as_deref()
         })
         .and_then(|s| s.status.as_ref());

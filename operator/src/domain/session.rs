@@ -25,14 +25,13 @@ pub struct SessionView<'a> {
     pub now: Time,
 }
 
-/// A transition worth an Event on the session.
+/// A transition worth an Event on the session. A job's start and end are Events on the job (`Started`,
+/// `Succeeded`, `Failed`, with the session named in them), so the session records only what no job can: a job
+/// that went away before it ended, and a change of parent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
-    JobStarted {
-        job: String,
-        job_type: JobType,
-    },
-    JobEnded {
+    /// The current job was deleted before it ended (it can carry no Event of its own any more).
+    JobGone {
         job: String,
         outcome: CallbackOutcome,
         detail: Option<String>,
@@ -64,10 +63,27 @@ pub fn belongs_to(job: &AgentJob, session: &AgentSession) -> bool {
             created_by(session).is_some() && created_by(session) == job.uid().as_deref()
         }
         JobType::Resume => {
-            let bound = job.status.as_ref().and_then(|s| s.session_uid.as_deref());
+            let bound = bound_session(job);
             bound.is_none() || bound == session.uid().as_deref()
         }
     }
+}
+
+/// The UID of the session `job` was bound to, if it was: its ownerReference to that session (written when the
+/// job was bound, before its Pod is made), or `status.sessionUid` (written with the job's first phase after that).
+/// Either survives a restart, so the binding needs no write of its own.
+pub fn bound_session(job: &AgentJob) -> Option<&str> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.session_uid.as_deref())
+        .or_else(|| {
+            job.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.kind == "AgentSession")
+                .map(|r| r.uid.as_str())
+        })
 }
 
 pub fn plan(view: &SessionView) -> SessionPlan {
@@ -84,6 +100,8 @@ pub fn plan(view: &SessionView) -> SessionPlan {
     for _ in 0..3 {
         if let Some(current) = status.current_job.clone() {
             let job = find(&current).filter(|j| belongs_to(j, session));
+            // No Event of the job's own will tell this end: it is gone, or going without a callback to hold it.
+            let gone = job.is_none_or(|j| !j.spec.callback);
             let ended = match job {
                 Some(j) if is_finished(j) => Some(ended_outcome(j)),
                 Some(j) if !is_deleting(j) => None,
@@ -101,6 +119,7 @@ pub fn plan(view: &SessionView) -> SessionPlan {
             let Some((outcome, detail)) = ended else {
                 break;
             };
+            let gone = gone && !job.is_some_and(is_finished);
             // The job's usage joins the session's ended jobs in this same write, which the guard above (this job
             // is current) makes happen once.
             super::usage::settle(&mut status, job);
@@ -119,6 +138,13 @@ pub fn plan(view: &SessionView) -> SessionPlan {
                 }
                 .into(),
             );
+            if gone {
+                events.push(SessionEvent::JobGone {
+                    job: current.clone(),
+                    outcome,
+                    detail: detail.clone(),
+                });
+            }
             if let Some(job_status) = job.and_then(|j| j.status.as_ref()) {
                 status.result = job_status.result.clone();
                 status.result_truncated = job_status.result_truncated;
@@ -129,11 +155,6 @@ pub fn plan(view: &SessionView) -> SessionPlan {
                 status.result = None;
                 status.result_truncated = None;
             }
-            events.push(SessionEvent::JobEnded {
-                job: current,
-                outcome,
-                detail,
-            });
             continue;
         }
         let Some(next) = next_job(session, &view.jobs, &status) else {
@@ -152,10 +173,6 @@ pub fn plan(view: &SessionView) -> SessionPlan {
             });
             status.parent_session_name = Some(parent.clone());
         }
-        events.push(SessionEvent::JobStarted {
-            job: next.name_any(),
-            job_type: next.spec.job_type,
-        });
     }
 
     if status.phase.is_none() {
@@ -355,6 +372,12 @@ status: {status}
         ))
     }
 
+    fn session_with_uid(uid: &str) -> AgentSession {
+        let mut s = session("{}");
+        s.metadata.uid = Some(uid.into());
+        s
+    }
+
     fn job(name: &str, kind: &str, created: &str, status: &str) -> AgentJob {
         yaml(&format!(
             r#"
@@ -430,14 +453,11 @@ status: {status}
         assert_eq!(plan.status.current_job.as_deref(), Some("r2"));
         assert_eq!(plan.status.last_job.as_deref(), Some("r1"));
         assert_eq!(plan.status.job_count, 3);
-        assert!(matches!(
-            plan.events[0],
-            SessionEvent::JobEnded {
-                outcome: CallbackOutcome::Succeeded,
-                ..
-            }
-        ));
-        assert!(matches!(&plan.events[1], SessionEvent::JobStarted { job, .. } if job == "r2"));
+        assert!(
+            plan.events.is_empty(),
+            "the jobs' own Events tell their end and start: {:?}",
+            plan.events
+        );
     }
 
     #[test]
@@ -485,14 +505,7 @@ status: {status}
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "JobFailed")
         );
-        assert_eq!(
-            plan.events,
-            vec![SessionEvent::JobEnded {
-                job: "r1".into(),
-                outcome: CallbackOutcome::Failed,
-                detail: Some("boom".into())
-            }]
-        );
+        assert!(plan.events.is_empty(), "the job's Failed Event tells it");
     }
 
     #[test]
@@ -508,13 +521,17 @@ status: {status}
         let plan = run(&s, &[waiting], &[]);
         assert_eq!(plan.status.last_job.as_deref(), Some("r1"));
         assert_eq!(plan.status.current_job.as_deref(), Some("r2"));
-        assert!(matches!(
-            plan.events[0],
-            SessionEvent::JobEnded {
-                outcome: CallbackOutcome::Stopped,
-                ..
-            }
-        ));
+        assert!(
+            matches!(
+                &plan.events[0],
+                SessionEvent::JobGone {
+                    outcome: CallbackOutcome::Stopped,
+                    job,
+                    ..
+                } if job == "r1"
+            ),
+            "a job gone before its end has no Event of its own: the session tells it"
+        );
         let plan = run(&s, &[], &[]);
         assert_eq!(plan.status.phase, Some(SessionPhase::Stopped));
     }
@@ -537,7 +554,13 @@ status: {status}
         let s = session("{phase: Idle, jobCount: 1, lastJob: start}");
         let foreign = job("other-start", "Start", "1", "{}");
         let stale = job("stale", "Resume", "1", "{sessionUid: u-old}");
-        let plan = run(&s, &[foreign, stale], &[]);
+        // Bound before it ran: only its ownerReference names the earlier session.
+        let mut owned = job("owned", "Resume", "1", "{}");
+        owned.metadata.owner_references = Some(vec![
+            crate::domain::tree::session_reference(&session_with_uid("u-old")).unwrap(),
+        ]);
+        assert_eq!(bound_session(&owned), Some("u-old"));
+        let plan = run(&s, &[foreign, stale, owned], &[]);
         assert_eq!(plan.status.current_job, None);
         assert_eq!(plan.status.phase, Some(SessionPhase::Idle));
     }

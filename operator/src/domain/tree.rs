@@ -65,6 +65,18 @@ pub fn policy(session: &AgentSession) -> ParentClosePolicy {
     session.spec.parent_close_policy.unwrap_or_default()
 }
 
+/// The ownerReference of a job to the session it runs on: deleting the session deletes its jobs (and so stops them).
+pub fn session_reference(session: &AgentSession) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: AgentSession::api_version(&()).into(),
+        kind: AgentSession::kind(&()).into(),
+        name: session.name_any(),
+        uid: session.uid()?,
+        controller: Some(false),
+        block_owner_deletion: Some(false),
+    })
+}
+
 /// The ownerReference a child session of `parent` carries: garbage collection deletes the child with its parent.
 /// A parent with `parentClosePolicy: Abandon` gets none, so its children outlive it.
 pub fn parent_reference(parent: &AgentSession) -> Option<OwnerReference> {

@@ -16,17 +16,11 @@ pub(super) async fn start_session(
 ) -> Result<Bound> {
     let name = &job.spec.session_name;
     let ns = job.namespace().unwrap_or_default();
+    let made = bound_session(job).is_some();
     let existing = match ctx.session(&ns, name) {
         Some(s) => Some(s),
         // The store may not have caught up with a session this job created a moment ago.
-        None if job
-            .status
-            .as_ref()
-            .and_then(|s| s.session_uid.as_ref())
-            .is_some() =>
-        {
-            api.get_opt(name).await?.map(Arc::new)
-        }
+        None if made => api.get_opt(name).await?.map(Arc::new),
         None => None,
     };
     if let Some(session) = existing {
@@ -41,12 +35,7 @@ pub(super) async fn start_session(
             ))
         });
     }
-    if job
-        .status
-        .as_ref()
-        .and_then(|s| s.session_uid.as_ref())
-        .is_some()
-    {
+    if made {
         return Ok(Bound::Refused(refuse(
             "SessionDeleted",
             format!("session {name} was deleted while this job ran"),
@@ -118,14 +107,8 @@ pub(super) async fn start_session(
         .await
     {
         Ok(created) => {
+            // No Event: the job's Started Event names the session it runs on.
             info!(session = %name, "created session");
-            ctx.event(
-                &created,
-                false,
-                "Created",
-                format!("Created by Start job {}", job.name_any()),
-            )
-            .await;
             Ok(Bound::Ready(Arc::new(created)))
         }
         Err(e) if already_exists(&e) => match api.get_opt(name).await? {

@@ -29,7 +29,7 @@ use crate::domain::job::{PodOutcome, deadline_left, failure_text, observe};
 use crate::domain::lineage::{Binding, Gone, bind, creates_cycle, recorded_parent};
 use crate::domain::order::{is_deleting, is_finished};
 use crate::domain::pod::{PodInputs, build_pod};
-use crate::domain::session::belongs_to;
+use crate::domain::session::{belongs_to, bound_session};
 use crate::error::Result;
 
 /// A job that cannot run, with the reason recorded on it.

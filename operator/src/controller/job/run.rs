@@ -152,8 +152,13 @@ pub(super) async fn follow_pod(
         .or_else(|| pod.metadata.creation_timestamp.clone());
     match outcome {
         PodOutcome::Pending => {
-            if status.phase != Some(JobPhase::Pending)
-                || status.reason.as_deref() != Some("PodStarting")
+            // A job with no status yet gets none for a Pod that has not started: the Pod tells it, and the job's
+            // next write (Running, or its end) records the Pod and the session (the binding is already durable
+            // in the job's ownerReference, see `bound_session`). A job whose status still tells of an earlier wait
+            // (SessionBusy, ConcurrencyLimit, Retrying) is told that its Pod is starting now.
+            if status.phase.is_some()
+                && (status.phase != Some(JobPhase::Pending)
+                    || status.reason.as_deref() != Some("PodStarting"))
             {
                 let mut next = lifecycle(
                     job,
