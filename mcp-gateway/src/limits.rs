@@ -32,8 +32,8 @@ pub fn check_start(
         })
         .collect();
     let ancestors = limits::with_blueprints(&chain, &blueprints);
-    let sessions = stores.sessions_in(ns);
-    let jobs = stores.jobs_in(ns);
+    // The parent's own children (from the indexes), not the namespace: the cost follows the parent.
+    let (sessions, jobs) = stores.children_of(ns, parent);
     let counts = limits::count_children(
         parent_session,
         &sessions.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),

@@ -8,6 +8,7 @@ mod domain;
 mod error;
 mod events;
 mod format;
+mod index;
 mod limits;
 mod metrics;
 mod naming;

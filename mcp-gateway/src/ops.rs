@@ -75,14 +75,7 @@ impl App {
                 let own = self.stores.session(ns, session);
                 let blueprint = reach::blueprint_name(own.as_deref())
                     .and_then(|b| self.stores.blueprint(ns, b));
-                let sessions = self.stores.sessions_in(ns);
-                let jobs = self.stores.jobs_in(ns);
-                reach::of_agent(
-                    session,
-                    blueprint.as_deref(),
-                    &sessions.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),
-                    &jobs.iter().map(|j| j.as_ref()).collect::<Vec<_>>(),
-                )
+                reach::of_agent(session, blueprint.as_deref(), &self.stores.in_namespace(ns))
             }
         }
     }
@@ -177,15 +170,25 @@ impl App {
             (a.metadata.creation_timestamp.as_ref(), a.name_any())
                 .cmp(&(b.metadata.creation_timestamp.as_ref(), b.name_any()))
         });
+        let mut jobs_by_session: std::collections::HashMap<&str, Vec<&AgentJob>> =
+            std::collections::HashMap::new();
+        for j in &jobs {
+            jobs_by_session
+                .entry(j.spec.session_name.as_str())
+                .or_default()
+                .push(j);
+        }
         let mut rows: Vec<SessionRow> = sessions
             .iter()
             .map(|s| {
                 let name = s.name_any();
                 let state = domain::session_state(
                     Some(s),
-                    jobs.iter()
-                        .filter(|j| j.spec.session_name == name)
-                        .map(|j| j.as_ref()),
+                    jobs_by_session
+                        .get(name.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied(),
                 );
                 SessionRow::from_session(s, state)
             })
@@ -383,7 +386,7 @@ impl App {
         let mut seen = false;
         let ended = self
             .stores
-            .wait_until(Instant::now() + SYNC_WAIT, || {
+            .wait_until(ns, Instant::now() + SYNC_WAIT, || {
                 match self.stores.job(ns, job) {
                     Some(j) => {
                         seen = true;
@@ -467,7 +470,7 @@ impl App {
         let deadline = Instant::now() + Duration::from_secs(wait_seconds as u64);
         let state = self
             .stores
-            .wait_until(deadline, || {
+            .wait_until(&caller.namespace, deadline, || {
                 let now = self.visible_state(caller, session);
                 (now != initial).then_some(now)
             })

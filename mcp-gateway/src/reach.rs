@@ -1,8 +1,10 @@
 //! Which sessions a caller may act on. An agent reaches its own session and the sessions below it (through each
 //! session's current parent), unless the blueprint of its own session says `scope: Namespace`. Everything here is
-//! pure: it works on the cached sessions, jobs and blueprints, so it is tested without a cluster.
+//! pure: it asks a `Family` (the gateway's indexed caches, or slices in the tests), so it is tested without a
+//! cluster.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crds::{AgentBlueprint, AgentJob, AgentSession, JobType, Scope};
 
@@ -59,18 +61,25 @@ impl Reach {
     }
 }
 
+/// What the reach rule needs to know about one namespace's sessions. The gateway answers from the indexes its
+/// watches keep (store.rs), so a walk costs what the caller's own tree holds; the tests answer from slices.
+pub trait Family {
+    fn session(&self, name: &str) -> Option<Arc<AgentSession>>;
+    /// The sessions whose first or current parent is `parent` (more may come back: each is checked).
+    fn sessions_under(&self, parent: &str) -> Vec<Arc<AgentSession>>;
+    /// The Start jobs naming `parent` as their parent (more may come back: each is checked).
+    fn starts_under(&self, parent: &str) -> Vec<Arc<AgentJob>>;
+    /// The jobs that run on `session`.
+    fn jobs_of(&self, session: &str) -> Vec<Arc<AgentJob>>;
+}
+
 /// The reach of an agent whose own session is `own` (its object, if cached, tells its blueprint).
-pub fn of_agent(
-    own: &str,
-    blueprint: Option<&AgentBlueprint>,
-    sessions: &[&AgentSession],
-    jobs: &[&AgentJob],
-) -> Reach {
+pub fn of_agent(own: &str, blueprint: Option<&AgentBlueprint>, family: &impl Family) -> Reach {
     match blueprint.and_then(|b| b.spec.scope).unwrap_or_default() {
         Scope::Namespace => Reach::Namespace,
         Scope::Tree => Reach::Tree {
             own: own.to_string(),
-            below: below(own, &parents(sessions, jobs)),
+            below: below(own, family),
         },
     }
 }
@@ -80,61 +89,55 @@ pub fn blueprint_name(own: Option<&AgentSession>) -> Option<&str> {
     own.and_then(|s| s.spec.blueprint.as_deref())
 }
 
-/// Each session's current parent: status.parentSessionName, else spec.parentSessionName (before the operator's
-/// first status write). A session that exists only as its Start job (being created) has that job's parent; of
-/// several such jobs, the last in run order counts (an earlier one failed, or lost the name).
-pub fn parents<'a>(
-    sessions: &[&'a AgentSession],
-    jobs: &[&'a AgentJob],
-) -> BTreeMap<&'a str, &'a str> {
-    let mut parents = BTreeMap::new();
-    let mut known = BTreeSet::new();
-    for s in sessions {
-        let name = s.metadata.name.as_deref().unwrap_or_default();
-        known.insert(name);
-        let parent = s
-            .status
-            .as_ref()
-            .and_then(|st| st.parent_session_name.as_deref())
-            .or(s.spec.parent_session_name.as_deref());
-        if let Some(parent) = parent {
-            parents.insert(name, parent);
+/// The sessions whose current parent is `parent`. A session's current parent is status.parentSessionName, else
+/// spec.parentSessionName (before the operator's first status write). A session that exists only as its Start job
+/// (being created) has that job's parent; of several such jobs, the last in run order counts (an earlier one
+/// failed, or lost the name).
+pub fn children(parent: &str, family: &impl Family) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = family
+        .sessions_under(parent)
+        .iter()
+        .filter(|s| crds::limits::current_parent(s) == Some(parent))
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    for start in family.starts_under(parent) {
+        let name = start.spec.session_name.as_str();
+        if start.spec.job_type != JobType::Start
+            || out.contains(name)
+            || family.session(name).is_some()
+        {
+            continue;
+        }
+        let jobs = family.jobs_of(name);
+        let last_start = domain::in_run_order(
+            jobs.iter()
+                .map(|j| j.as_ref())
+                .filter(|j| j.spec.job_type == JobType::Start)
+                .collect(),
+        )
+        .pop()
+        .and_then(|j| j.spec.parent_session_name.clone());
+        if last_start.as_deref() == Some(parent) {
+            out.insert(name.to_string());
         }
     }
-    let starts = jobs
-        .iter()
-        .copied()
-        .filter(|j| {
-            j.spec.job_type == JobType::Start && !known.contains(j.spec.session_name.as_str())
-        })
-        .collect();
-    for job in domain::in_run_order(starts) {
-        match job.spec.parent_session_name.as_deref() {
-            Some(parent) => parents.insert(job.spec.session_name.as_str(), parent),
-            None => parents.remove(job.spec.session_name.as_str()),
-        };
-    }
-    parents
+    out
 }
 
-/// The sessions below `own`, following parents down. Each session is visited once, so a cycle in bad data (a
+/// The sessions below `own`, following children down. Each session is visited once, so a cycle in bad data (a
 /// session that is its own ancestor) ends the walk instead of looping; `own` itself is never included.
-pub fn below(own: &str, parents: &BTreeMap<&str, &str>) -> BTreeSet<String> {
-    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (child, parent) in parents {
-        children.entry(parent).or_default().push(child);
-    }
-    let mut seen = BTreeSet::from([own]);
-    let mut queue = VecDeque::from([own]);
+pub fn below(own: &str, family: &impl Family) -> BTreeSet<String> {
+    let mut seen = BTreeSet::from([own.to_string()]);
+    let mut queue = VecDeque::from([own.to_string()]);
     while let Some(next) = queue.pop_front() {
-        for child in children.get(next).into_iter().flatten() {
-            if seen.insert(child) {
+        for child in children(&next, family) {
+            if seen.insert(child.clone()) {
                 queue.push_back(child);
             }
         }
     }
     seen.remove(own);
-    seen.into_iter().map(str::to_string).collect()
+    seen
 }
 
 /// The one answer for a session outside the caller's tree, whether it exists or not: the text names only what the
@@ -164,7 +167,7 @@ pub fn event_note(tool: &str, target: &str, caller: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::fixtures::{blueprint, job, session};
     use crds::JobPhase;
@@ -192,10 +195,49 @@ mod tests {
         set.iter().map(String::as_str).collect()
     }
 
+    /// A namespace as plain lists, scanned: the rule's reference answers, without any index.
+    pub struct Slices {
+        pub sessions: Vec<Arc<AgentSession>>,
+        pub jobs: Vec<Arc<AgentJob>>,
+    }
+
+    impl Slices {
+        pub fn new(sessions: &[AgentSession], jobs: &[AgentJob]) -> Self {
+            Slices {
+                sessions: sessions.iter().cloned().map(Arc::new).collect(),
+                jobs: jobs.iter().cloned().map(Arc::new).collect(),
+            }
+        }
+    }
+
+    impl Family for Slices {
+        fn session(&self, name: &str) -> Option<Arc<AgentSession>> {
+            self.sessions
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name))
+                .cloned()
+        }
+        fn sessions_under(&self, _: &str) -> Vec<Arc<AgentSession>> {
+            self.sessions.clone()
+        }
+        fn starts_under(&self, _: &str) -> Vec<Arc<AgentJob>> {
+            self.jobs.clone()
+        }
+        fn jobs_of(&self, session: &str) -> Vec<Arc<AgentJob>> {
+            self.jobs
+                .iter()
+                .filter(|j| j.spec.session_name == session)
+                .cloned()
+                .collect()
+        }
+    }
+
     fn tree(sessions: &[AgentSession], jobs: &[AgentJob], own: &str) -> Reach {
-        let s: Vec<&AgentSession> = sessions.iter().collect();
-        let j: Vec<&AgentJob> = jobs.iter().collect();
-        of_agent(own, None, &s, &j)
+        of_agent(own, None, &Slices::new(sessions, jobs))
+    }
+
+    fn below_of(sessions: &[AgentSession], own: &str) -> BTreeSet<String> {
+        below(own, &Slices::new(sessions, &[]))
     }
 
     /// Two trees, a -> a1 -> a1x and b -> b1, and a root k started by a person.
@@ -252,14 +294,8 @@ mod tests {
             moved,
             fresh,
         ];
-        assert_eq!(
-            names(&below("a", &parents(&all.iter().collect::<Vec<_>>(), &[]))),
-            ["m"]
-        );
-        assert_eq!(
-            names(&below("b", &parents(&all.iter().collect::<Vec<_>>(), &[]))),
-            ["f"]
-        );
+        assert_eq!(names(&below_of(&all, "a")), ["m"]);
+        assert_eq!(names(&below_of(&all, "b")), ["f"]);
     }
 
     #[test]
@@ -322,16 +358,15 @@ mod tests {
         let mut own = session("o", None, None);
         own.spec.blueprint = Some("orchestrator".into());
         assert_eq!(blueprint_name(Some(&own)), Some("orchestrator"));
-        let sessions: Vec<AgentSession> = two_trees();
-        let refs: Vec<&AgentSession> = sessions.iter().collect();
-        let reach = of_agent("o", Some(&orchestrator), &refs, &[]);
+        let refs = Slices::new(&two_trees(), &[]);
+        let reach = of_agent("o", Some(&orchestrator), &refs);
         assert_eq!(reach, Reach::Namespace);
         assert!(reach.includes("b1") && reach.includes("ghost"));
         // scope: Tree, or no scope at all, is the tree rule.
         let mut plain = blueprint("plain", &[], false);
-        assert!(!of_agent("a", Some(&plain), &refs, &[]).includes("b"));
+        assert!(!of_agent("a", Some(&plain), &refs).includes("b"));
         plain.spec.scope = Some(Scope::Tree);
-        assert!(!of_agent("a", Some(&plain), &refs, &[]).includes("b"));
+        assert!(!of_agent("a", Some(&plain), &refs).includes("b"));
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub async fn follow(app: Arc<App>, ns: String, session: String, mut tx: sse::Sen
             }
             let known = jobs.len();
             app.stores
-                .wait_until(Instant::now() + sse::HEARTBEAT, || {
+                .wait_until(&ns, Instant::now() + sse::HEARTBEAT, || {
                     (app.stores.jobs_of(&ns, &session).len() != known).then_some(())
                 })
                 .await;
@@ -180,7 +180,7 @@ pub async fn follow(app: Arc<App>, ns: String, session: String, mut tx: sse::Sen
             // Not running yet: wait for its Pod.
             let name = job.name_any();
             app.stores
-                .wait_until(Instant::now() + RECHECK, || {
+                .wait_until(&ns, Instant::now() + RECHECK, || {
                     app.stores
                         .job(&ns, &name)
                         .and_then(|j| j.status.clone()?.pod_name)
@@ -245,7 +245,7 @@ pub async fn follow(app: Arc<App>, ns: String, session: String, mut tx: sse::Sen
         // The log ends with the container; the job's phase follows a moment later.
         let name = job.name_any();
         app.stores
-            .wait_until(Instant::now() + Duration::from_secs(30), || {
+            .wait_until(&ns, Instant::now() + Duration::from_secs(30), || {
                 app.stores
                     .job(&ns, &name)
                     .is_none_or(|j| domain::job_ended(&j))

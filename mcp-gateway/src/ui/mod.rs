@@ -108,7 +108,13 @@ async fn tree_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let feed = feeds().of(&app, &ns);
+    let feed = feeds().of(&ns, || {
+        let (stores, namespace) = (app.stores.clone(), ns.clone());
+        (
+            move || live::rows_of(&stores, &namespace),
+            app.stores.changes_in(&ns),
+        )
+    });
     let (tx, response) = sse::response();
     tokio::spawn(live::stream(feed, last, tx));
     Ok(response)

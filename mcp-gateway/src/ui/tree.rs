@@ -13,20 +13,26 @@ use crate::domain;
 /// Characters of a session's result shown in the tree; the session page shows it whole.
 pub const PREVIEW_CHARS: usize = 160;
 
-/// One session as the tree view shows it.
+/// One session as the tree view shows it. Absent values are left out of the JSON (a snapshot of 1,000 rows is
+/// that much smaller to send and parse).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub blueprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_job: Option<String>,
     /// Callbacks waiting in the session's queue.
     pub queue: i64,
     pub jobs: i64,
     /// Creation time (RFC 3339): the browser shows the age.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_preview: Option<String>,
 }
 
