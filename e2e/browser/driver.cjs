@@ -6,7 +6,7 @@
 // command per line on stdin, one JSON answer per line on stdout ({"ok": true, "value": ...} or {"ok": false,
 // "error": "..."}). Commands: goto {url}, waitFor {selector, state?, timeout?}, waitForFunction {expr, arg?,
 // timeout?}, fill {selector, value}, click {selector}, text {selector}, count {selector}, eval {expr, arg?},
-// screenshot {path}, reload, close.
+// screenshot {path, fullPage? (default true)}, reload, close.
 
 const { createRequire } = require("node:module");
 const fs = require("node:fs");
@@ -58,7 +58,7 @@ async function main() {
     text: (c) => page.innerText(c.selector),
     count: (c) => page.locator(c.selector).count(),
     eval: (c) => page.evaluate(c.expr, c.arg),
-    screenshot: (c) => page.screenshot({ path: c.path, fullPage: true }).then(() => null),
+    screenshot: (c) => page.screenshot({ path: c.path, fullPage: c.fullPage ?? true }).then(() => null),
     reload: () => page.reload().then(() => null),
     log: () => Promise.resolve(log.splice(0)),
   };

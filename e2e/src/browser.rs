@@ -127,4 +127,13 @@ impl Browser {
         self.run(json!({"op": "screenshot", "path": path})).await;
         path
     }
+
+    /// A screenshot of what the window shows (a long page's rows off screen are not painted until scrolled to:
+    /// the dashboard's tree skips them with content-visibility, so a full-page capture would show them blank).
+    pub async fn screenshot_window(&mut self, name: &str) -> PathBuf {
+        let path = screenshot_dir().join(name);
+        self.run(json!({"op": "screenshot", "path": path, "fullPage": false}))
+            .await;
+        path
+    }
 }

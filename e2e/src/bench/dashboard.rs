@@ -17,8 +17,10 @@ pub const ROUNDS: usize = 3;
 /// What one page load of the big namespace took, in the browser.
 #[derive(Clone, Debug, Default)]
 pub struct Render {
-    /// From navigation to the whole tree on the page (page load, sign-in check, stream, render).
+    /// From navigation to the whole tree in the page (page load, sign-in check, stream, rows built).
     pub since_navigation_ms: f64,
+    /// From navigation to the first frame painted after that (layout and paint of the rows included).
+    pub painted_ms: f64,
     /// From the snapshot's arrival to the whole tree on the page.
     pub snapshot_to_render_ms: f64,
     /// A phase filter: from the input to the next frame after the table shows its result.
@@ -79,19 +81,26 @@ pub async fn measure(browser: &mut Browser, url: &str, rows: usize) -> Render {
             60_000,
         )
         .await;
+    browser
+        .wait_until("window.dashboard.firstPaintAt > 0", 60_000)
+        .await;
     let first = browser
-        .eval("({ nav: window.dashboard.firstFullRenderAt, snap: window.dashboard.snapshotToRenderMs })")
+        .eval(
+            "({ nav: window.dashboard.firstFullRenderAt, painted: window.dashboard.firstPaintAt, \
+             snap: window.dashboard.snapshotToRenderMs })",
+        )
         .await;
     let filtered = browser
         .eval(
             "new Promise((done) => { const t0 = performance.now(); const f = document.getElementById('filter-phase'); \
              f.value = 'Failed'; f.dispatchEvent(new Event('input')); \
              requestAnimationFrame(() => requestAnimationFrame(() => done({ ms: performance.now() - t0, \
-             rows: document.querySelectorAll('#tree tbody tr').length }))); })",
+             rows: document.querySelectorAll('#tree tbody tr:not([hidden])').length }))); })",
         )
         .await;
     Render {
         since_navigation_ms: first["nav"].as_f64().unwrap_or_default(),
+        painted_ms: first["painted"].as_f64().unwrap_or_default(),
         snapshot_to_render_ms: first["snap"].as_f64().unwrap_or_default(),
         filter_ms: filtered["ms"].as_f64().unwrap_or_default(),
         filtered_rows: filtered["rows"].as_u64().unwrap_or_default(),

@@ -10,12 +10,14 @@ const main = document.getElementById("main");
 const api = "/ui/api";
 
 // Figures the browser tests read (render times, when a phase was first shown).
-// firstFullRenderAt: ms after navigation when the first non-empty tree was on the page; snapshotToRenderMs: from the
-// snapshot's arrival to that render.
+// firstFullRenderAt: ms after navigation when the first non-empty tree was in the page (its rows built);
+// firstPaintAt: when the browser had laid it out and painted it; snapshotToRenderMs: from the snapshot's arrival to
+// the rows built.
 const stats = (window.dashboard = {
   renders: 0,
   lastRenderMs: 0,
   firstFullRenderAt: 0,
+  firstPaintAt: 0,
   snapshotAt: 0,
   snapshotToRenderMs: 0,
   phaseShownAt: {},
@@ -72,14 +74,18 @@ async function events(path, onEvent, signal) {
       delay = 500;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
+      // Where to look for the end of the frame: a big frame (a snapshot) arrives in many chunks, and each chunk's
+      // text is searched once, not the whole buffer again.
+      let from = 0;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
         buf += value;
         let end;
-        while ((end = buf.indexOf("\n\n")) >= 0) {
+        while ((end = buf.indexOf("\n\n", from)) >= 0) {
           const frame = buf.slice(0, end);
           buf = buf.slice(end + 2);
+          from = 0;
           let type = "message";
           let id = null;
           const data = [];
@@ -95,6 +101,7 @@ async function events(path, onEvent, signal) {
           if (id) lastId = id;
           if (data.length) onEvent(type, JSON.parse(data.join("\n")));
         }
+        from = Math.max(0, buf.length - 1);
       }
     } catch (e) {
       if (signal.aborted) return;
@@ -173,11 +180,21 @@ function namespacePicker(defaultNs) {
 
 // ---------------------------------------------------------------------------------------------------- tree
 
+// The tree is built in one pass (one innerHTML) only when its shape changes: a snapshot, a new or removed session,
+// a new parent. A change to a session's own fields replaces its one row; filters and expand/collapse only toggle
+// the rows' hidden attribute. So 1,000 sessions cost one parse and one layout, and each live change one row.
 function treeView(ns, signal) {
   crumbs(ns);
-  const rows = new Map();
+  const rows = new Map(); // name -> row as the feed sent it
+  const trs = new Map(); // name -> its <tr>
   const collapsed = new Set();
   const filter = { name: "", phase: "", blueprint: "" };
+  // The shape on the page: rows in display order, each with its depth and the row it is nested under.
+  let order = [];
+  let placed = new Map(); // name -> its entry in order
+  let children = new Map();
+  let reshape = true;
+  const changed = new Set();
   main.innerHTML = `
     <div class="toolbar">
       <input id="filter-name" placeholder="filter by name" aria-label="filter by name">
@@ -185,7 +202,8 @@ function treeView(ns, signal) {
         ${["Pending", "Running", "Idle", "Failed", "Stopped"].map((p) => `<option>${p}</option>`).join("")}</select>
       <select id="filter-blueprint" aria-label="filter by blueprint"><option value="">any blueprint</option></select>
       <button id="show-start" class="secondary">Start a session…</button>
-      <span id="stream-status" class="muted"></span>
+      <span id="stream-status" class="muted">connecting…</span>
+      <span id="tree-count" class="muted"></span>
     </div>
     <form id="start-form" hidden>
       <div class="toolbar">
@@ -201,6 +219,7 @@ function treeView(ns, signal) {
       <th>Age</th><th>Result</th></tr></thead><tbody></tbody></table>
     <p id="tree-empty" class="muted" hidden>No sessions in this namespace yet.</p>`;
   const tbody = main.querySelector("#tree tbody");
+  const template = document.createElement("template");
 
   let scheduled = false;
   const schedule = () => {
@@ -212,7 +231,75 @@ function treeView(ns, signal) {
     });
   };
 
-  function visible(r) {
+  // Oldest first, then by name (plain string order: RFC 3339 times sort as text, and no collation is needed).
+  const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const byAge = (a, b) => cmp(a.created || "", b.created || "") || cmp(a.name, b.name);
+
+  function rowHtml(r, depth, hasKids) {
+    const open = !collapsed.has(r.name);
+    const href = `#/ns/${encodeURIComponent(ns)}/session/${encodeURIComponent(r.name)}`;
+    const preview = esc(r.resultPreview);
+    return (
+      `<tr data-session="${esc(r.name)}" data-phase="${esc(r.phase)}" data-jobs="${r.jobs}" data-parent="${esc(r.parent)}">` +
+      `<td class="name" style="padding-left:${0.5 + depth * 1.4}rem">` +
+      (hasKids
+        ? `<button class="toggle" data-toggle="${esc(r.name)}" aria-label="${open ? "collapse" : "expand"}">${open ? "▾" : "▸"}</button>`
+        : `<span class="toggle"></span>`) +
+      `<a href="${href}">${esc(r.name)}</a></td><td>${phase(r.phase)}</td><td>${esc(r.currentJob)}</td>` +
+      `<td>${r.queue}</td><td>${r.jobs}</td><td class="age" data-created="${esc(r.created)}">${age(r.created)}</td>` +
+      `<td class="preview" title="${preview}">${preview}</td></tr>`
+    );
+  }
+
+  // Display order: roots by creation, each followed by its descendants. A row whose parent is not here is a root;
+  // rows caught in a parent cycle (bad data) are shown as roots too rather than lost.
+  function shape() {
+    children = new Map();
+    const roots = [];
+    for (const r of rows.values()) {
+      if (r.parent && r.parent !== r.name && rows.has(r.parent)) {
+        if (!children.has(r.parent)) children.set(r.parent, []);
+        children.get(r.parent).push(r);
+      } else roots.push(r);
+    }
+    for (const list of children.values()) list.sort(byAge);
+    roots.sort(byAge);
+    order = [];
+    placed = new Map();
+    const seen = new Set();
+    const walk = (r, depth, under) => {
+      if (seen.has(r.name)) return;
+      seen.add(r.name);
+      const entry = { r, depth, under };
+      order.push(entry);
+      placed.set(r.name, entry);
+      for (const k of children.get(r.name) || []) walk(k, depth + 1, r.name);
+    };
+    for (const r of roots) walk(r, 0, null);
+    if (seen.size < rows.size) for (const r of [...rows.values()].sort(byAge)) walk(r, 0, null);
+  }
+
+  function build() {
+    shape();
+    tbody.innerHTML = order.map((o) => rowHtml(o.r, o.depth, (children.get(o.r.name) || []).length > 0)).join("");
+    trs.clear();
+    let tr = tbody.firstElementChild;
+    for (const o of order) {
+      trs.set(o.r.name, tr);
+      tr = tr.nextElementSibling;
+    }
+  }
+
+  function patch(name) {
+    const o = placed.get(name);
+    o.r = rows.get(name);
+    template.innerHTML = rowHtml(o.r, o.depth, (children.get(name) || []).length > 0);
+    const tr = template.content.firstElementChild;
+    trs.get(name).replaceWith(tr);
+    trs.set(name, tr);
+  }
+
+  function matches(r) {
     return (
       (!filter.name || r.name.includes(filter.name)) &&
       (!filter.phase || r.phase === filter.phase) &&
@@ -220,62 +307,49 @@ function treeView(ns, signal) {
     );
   }
 
+  // With a filter, a row shows when it or a descendant matches (so matches keep their place in the tree); under a
+  // collapsed row, nothing shows. Only rows whose state changes are touched.
+  function applyVisibility() {
+    const filtering = filter.name || filter.phase || filter.blueprint;
+    const keep = new Map();
+    for (let i = order.length - 1; i >= 0; i--) {
+      const { r } = order[i];
+      let k = !filtering || matches(r);
+      if (!k) for (const c of children.get(r.name) || []) if (keep.get(c.name)) { k = true; break; }
+      keep.set(r.name, k);
+    }
+    const shown = new Set();
+    for (const { r, under } of order) {
+      const show = keep.get(r.name) && (under === null || (shown.has(under) && !collapsed.has(under)));
+      if (show) shown.add(r.name);
+      const tr = trs.get(r.name);
+      if (tr.hidden === show) tr.hidden = !show;
+    }
+    document.getElementById("tree-count").textContent =
+      rows.size ? (shown.size === rows.size ? `${rows.size} sessions` : `${shown.size} of ${rows.size} sessions shown`) : "";
+  }
+
   function render() {
     const t0 = performance.now();
-    const children = new Map();
-    const roots = [];
-    for (const r of rows.values()) {
-      if (r.parent && rows.has(r.parent) && r.parent !== r.name) {
-        if (!children.has(r.parent)) children.set(r.parent, []);
-        children.get(r.parent).push(r);
-      } else roots.push(r);
-    }
-    const order = (a, b) => (a.created || "").localeCompare(b.created || "") || a.name.localeCompare(b.name);
-    roots.sort(order);
-    const filtering = filter.name || filter.phase || filter.blueprint;
-    // With a filter, a row shows when it or a descendant matches (so matches keep their place in the tree).
-    const shown = new Map();
-    const matches = (r, seen = new Set()) => {
-      if (shown.has(r.name)) return shown.get(r.name);
-      if (seen.has(r.name)) return false;
-      seen.add(r.name);
-      const m = visible(r) || (children.get(r.name) || []).some((c) => matches(c, seen));
-      shown.set(r.name, m);
-      return m;
-    };
-    const html = [];
-    const seen = new Set();
-    const walk = (r, depth) => {
-      if (seen.has(r.name)) return;
-      seen.add(r.name);
-      if (filtering && !matches(r)) return;
-      const kids = (children.get(r.name) || []).sort(order);
-      const open = !collapsed.has(r.name);
-      const href = `#/ns/${encodeURIComponent(ns)}/session/${encodeURIComponent(r.name)}`;
-      html.push(
-        `<tr data-session="${esc(r.name)}" data-phase="${esc(r.phase)}" data-jobs="${r.jobs}" data-parent="${esc(r.parent || "")}">` +
-          `<td class="name" style="padding-left:${0.5 + depth * 1.4}rem">` +
-          (kids.length
-            ? `<button class="toggle" data-toggle="${esc(r.name)}" aria-label="${open ? "collapse" : "expand"}">${open ? "▾" : "▸"}</button>`
-            : `<span class="toggle"></span>`) +
-          `<a href="${href}">${esc(r.name)}</a></td><td>${phase(r.phase)}</td><td>${esc(r.currentJob || "")}</td>` +
-          `<td>${r.queue}</td><td>${r.jobs}</td><td>${age(r.created)}</td><td class="preview" title="${esc(r.resultPreview || "")}">${esc(r.resultPreview || "")}</td></tr>`,
-      );
-      if (open) for (const k of kids) walk(k, depth + 1);
-    };
-    for (const r of roots) walk(r, 0);
-    tbody.innerHTML = html.join("");
+    const full = reshape;
+    if (reshape) build();
+    else for (const name of changed) patch(name);
+    reshape = false;
+    applyVisibility();
     document.getElementById("tree-empty").hidden = rows.size > 0;
     const now = Date.now();
-    for (const r of rows.values()) {
+    for (const r of full ? rows.values() : [...changed].map((n) => rows.get(n))) {
       const key = `${r.name}:${r.phase}`;
       if (!(key in stats.phaseShownAt)) stats.phaseShownAt[key] = now;
     }
+    changed.clear();
     stats.renders++;
     stats.lastRenderMs = performance.now() - t0;
     if (!stats.firstFullRenderAt && rows.size) {
       stats.firstFullRenderAt = performance.now();
       stats.snapshotToRenderMs = stats.firstFullRenderAt - stats.snapshotAt;
+      // A task after this frame runs once the browser has laid out and painted it.
+      setTimeout(() => (stats.firstPaintAt = performance.now()), 0);
     }
     document.body.dataset.rows = String(rows.size);
     refreshBlueprints();
@@ -294,17 +368,30 @@ function treeView(ns, signal) {
     }
   }
 
+  // Ages move on without any event: refresh the shown ones now and then.
+  const ages = setInterval(() => {
+    for (const td of tbody.querySelectorAll("tr:not([hidden]) td.age")) {
+      const a = age(td.dataset.created);
+      if (td.textContent !== a) td.textContent = a;
+    }
+  }, 10000);
+  signal.addEventListener("abort", () => clearInterval(ages));
+
   tbody.addEventListener("click", (e) => {
-    const name = e.target.closest("[data-toggle]")?.dataset.toggle;
-    if (!name) return;
+    const button = e.target.closest("[data-toggle]");
+    if (!button) return;
+    const name = button.dataset.toggle;
     if (collapsed.has(name)) collapsed.delete(name);
     else collapsed.add(name);
-    schedule();
+    const open = !collapsed.has(name);
+    button.textContent = open ? "▾" : "▸";
+    button.setAttribute("aria-label", open ? "collapse" : "expand");
+    applyVisibility();
   });
   for (const [id, key] of [["filter-name", "name"], ["filter-phase", "phase"], ["filter-blueprint", "blueprint"]]) {
     document.getElementById(id).addEventListener("input", (e) => {
       filter[key] = e.target.value.trim();
-      schedule();
+      applyVisibility();
     });
   }
   document.getElementById("show-start").addEventListener("click", () => {
@@ -322,6 +409,9 @@ function treeView(ns, signal) {
     await act(() => call(`/namespaces/${encodeURIComponent(ns)}/sessions`, { method: "POST", body }));
   });
 
+  // Whether a changed row moves in the tree (a new parent, or a new creation time, which orders siblings).
+  const moves = (old, r) => !old || old.parent !== r.parent || old.created !== r.created;
+
   events(
     `/namespaces/${encodeURIComponent(ns)}/tree`,
     (type, data) => {
@@ -330,8 +420,16 @@ function treeView(ns, signal) {
         if (!stats.snapshotAt) stats.snapshotAt = performance.now();
         rows.clear();
         for (const r of data.rows) rows.set(r.name, r);
-      } else if (type === "upsert") rows.set(data.row.name, data.row);
-      else if (type === "remove") rows.delete(data.name);
+        reshape = true;
+      } else if (type === "upsert") {
+        if (moves(rows.get(data.row.name), data.row)) reshape = true;
+        else changed.add(data.row.name);
+        rows.set(data.row.name, data.row);
+      } else if (type === "remove") {
+        rows.delete(data.name);
+        changed.delete(data.name);
+        reshape = true;
+      }
       schedule();
     },
     signal,
@@ -363,20 +461,29 @@ function sessionView(ns, name, signal) {
     <div id="links" class="toolbar"></div>
     <div id="actions" class="toolbar"></div>
     <div id="action-status"></div>
-    <div id="facts"></div>
-    <section><h2>Jobs</h2><div id="jobs"></div></section>
-    <section><h2>Callbacks waiting</h2><div id="queue"></div></section>
-    <section><h2>Conditions</h2><div id="conditions"></div></section>
-    <section><h2>Events</h2><div id="events"></div></section>
+    <div id="facts"><p class="muted">Loading…</p></div>
+    <section><h2>Jobs</h2><div id="jobs"><p class="muted">Loading…</p></div></section>
+    <section><h2>Callbacks waiting</h2><div id="queue"><p class="muted">Loading…</p></div></section>
+    <section><h2>Conditions</h2><div id="conditions"><p class="muted">Loading…</p></div></section>
+    <section><h2>Events</h2><div id="events"><p class="muted">Loading…</p></div></section>
     <section><h2>Conversation</h2><span id="stream-status" class="muted"></span><div id="conversation" class="conversation"></div></section>`;
   const link = (s) => `<a href="#/ns/${encodeURIComponent(ns)}/session/${encodeURIComponent(s)}">${esc(s)}</a>`;
 
+  // One load at a time; a change seen while one is under way loads once more after it (else that change would be
+  // missed until the next one).
   let loading = null;
+  let again = false;
   const load = async () => {
-    if (loading) return loading;
+    if (loading) {
+      again = true;
+      return loading;
+    }
     loading = (async () => {
       try {
-        draw(await call(base, { signal }));
+        do {
+          again = false;
+          draw(await call(base, { signal }));
+        } while (again && !signal.aborted);
       } catch (e) {
         if (signal.aborted) return;
         if (e instanceof Unauthorized) return signIn(e.message);
@@ -439,18 +546,18 @@ function sessionView(ns, name, signal) {
     const queue = st.callbackQueue || [];
     document.getElementById("queue").innerHTML = queue.length
       ? `<table><tbody>${queue
-          .map((q) => `<tr><td>${link(q.childSession)}</td><td>${esc(q.childJob)}</td><td>${esc(q.outcome)}</td><td>${esc(q.enqueueTime)}</td><td><pre>${esc(q.result || q.error || "")}</pre></td></tr>`)
+          .map((q) => `<tr><td>${link(q.childSession)}</td><td>${esc(q.childJob)}</td><td>${esc(q.outcome)}</td><td class="time">${esc(q.enqueueTime)}</td><td><pre>${esc(q.result || q.error || "")}</pre></td></tr>`)
           .join("")}</tbody></table>`
       : `<p class="muted">None.</p>`;
     const conds = st.conditions || [];
     document.getElementById("conditions").innerHTML = conds.length
       ? `<table><tbody>${conds
-          .map((c) => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td>${esc(c.message)}</td><td>${esc(c.lastTransitionTime)}</td></tr>`)
+          .map((c) => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td>${esc(c.message)}</td><td class="time">${esc(c.lastTransitionTime)}</td></tr>`)
           .join("")}</tbody></table>`
       : `<p class="muted">None.</p>`;
     document.getElementById("events").innerHTML = d.events.length
       ? `<table><tbody>${d.events
-          .map((e) => `<tr><td>${esc(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td>${esc(e.kind)} ${esc(e.object)}</td><td>${esc(e.message)}</td></tr>`)
+          .map((e) => `<tr><td class="time">${esc(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}</td><td>${esc(e.kind)} ${esc(e.object)}</td><td>${esc(e.message)}</td></tr>`)
           .join("")}</tbody></table>`
       : `<p class="muted">None.</p>`;
   }
