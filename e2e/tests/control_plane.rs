@@ -1,8 +1,11 @@
 //! Proves the local control plane is a real Kubernetes: CRDs, the scheduler and kwok, ServiceAccount tokens,
-//! RBAC, and the garbage collector. Each test runs in its own namespace.
+//! RBAC, and the garbage collector; and that the process node leaves the cluster as it found it. Each test runs in
+//! its own namespace.
 
 use std::time::Duration;
 
+use e2e::local_agents::ProcessNode;
+use e2e::procnode::STORAGE_CLASS;
 use e2e::{eventually, wait_for, with_temp_ns};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::{
@@ -10,6 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -19,6 +23,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The annotation that makes a StorageClass the cluster's default.
+const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 
 fn pod_phase(phase: &'static str) -> impl Fn(Option<&Pod>) -> bool {
     move |p| p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some(phase)
@@ -287,6 +293,62 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
             .await
             .unwrap();
         wait_for(&maps, "child", TIMEOUT, |c: Option<&ConfigMap>| c.is_none()).await;
+    })
+    .await;
+}
+
+/// The fields of `class` that field manager `manager` owns (its managedFields entry), `None` when it has none.
+fn owned_by(class: &StorageClass, manager: &str) -> Option<serde_json::Value> {
+    class
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|f| f.manager.as_deref() == Some(manager))
+        .map(|f| {
+            f.fields_v1
+                .as_ref()
+                .map(|v| v.0.clone())
+                .unwrap_or_default()
+        })
+}
+
+/// The process node (the kubelet of agent Pods) started with `--default-storage-class` marks its StorageClass the
+/// cluster's default, and gives that mark back when it stops: afterwards it owns no field of the class. (Other
+/// tests' process nodes, running at the same time, may mark it too, so the annotation itself may stay.)
+#[tokio::test]
+async fn a_process_node_gives_back_its_default_storage_class_mark_when_it_stops() {
+    with_temp_ns("pn-default", |client, ns| async move {
+        let classes: Api<StorageClass> = Api::all(client.clone());
+        let node = ProcessNode::start_with(&client, &ns, &["--default-storage-class"]).await;
+        let manager = format!("process-node-default-{}", node.name);
+        let class = classes
+            .get(STORAGE_CLASS)
+            .await
+            .expect("the process node's StorageClass");
+        assert_eq!(
+            class.annotations().get(DEFAULT_CLASS).map(String::as_str),
+            Some("true"),
+            "the class is the default while the node runs"
+        );
+        let mark = owned_by(&class, &manager)
+            .unwrap_or_else(|| panic!("{manager} owns no field of the class"));
+        assert!(
+            mark["f:metadata"]["f:annotations"][format!("f:{DEFAULT_CLASS}")].is_object(),
+            "{manager} owns: {mark}"
+        );
+
+        drop(node); // SIGTERM, and the wait for its exit
+        let class = classes
+            .get(STORAGE_CLASS)
+            .await
+            .expect("the process node's StorageClass");
+        assert_eq!(
+            owned_by(&class, &manager),
+            None,
+            "the stopped node still owns fields of the class (its default mark: {:?})",
+            class.annotations().get(DEFAULT_CLASS)
+        );
     })
     .await;
 }

@@ -86,8 +86,9 @@ pub async fn run(client: Client, mut config: Config) -> Result<()> {
             None
         }
     };
-    node::register(&client, &config.node, logs_port).await?;
+    // The class (and its default mark) before the Node: once the Node is Ready, its claims can be provisioned.
     storage::ensure_class(&client, &config.node, config.default_storage_class).await?;
+    node::register(&client, &config.node, logs_port).await?;
     let volumes = config.root.join("volumes");
     std::fs::create_dir_all(&volumes)?;
     tracing::info!(node = %config.node, root = %config.root.display(), "process node ready");

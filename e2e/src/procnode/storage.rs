@@ -72,13 +72,13 @@ pub async fn ensure_class(client: &Client, node: &str, default: bool) -> Result<
 /// Gives back this node's default mark: the class stays default only while another node still marks it.
 pub async fn unmark_default(client: &Client, node: &str) -> Result<()> {
     let api: Api<StorageClass> = Api::all(client.clone());
-    // Applying a configuration without the annotation drops this manager's claim on it; the annotation goes
-    // when no manager claims it any more.
+    // Applying a configuration of no field drops this manager's claims (its managedFields entry goes, so stopped
+    // nodes leave no trace on the shared class); the annotation goes when no manager claims it any more. The
+    // provisioner stays, owned by the class's own manager.
     let unmarked = json!({
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {"name": STORAGE_CLASS},
-        "provisioner": PROVISIONER,
     });
     for manager in [default_manager(node), LEGACY_DEFAULT_MANAGER.to_string()] {
         api.patch(
