@@ -231,8 +231,17 @@ async fn agents_reach_their_own_tree_and_a_namespace_scope_agent_adopts_another(
         assert_eq!(list_and_assert_refused(&a, "a", &["b", "b1", "k"]).await, ["a", "a1"]);
         assert_eq!(list_and_assert_refused(&a1, "a1", &["a", "b"]).await, ["a1"]);
         assert_eq!(snapshot(&client, &ns).await, before, "a refused call changed something");
-        assert!(gw.metric(r#"mcp_gateway_tool_refusals_total{tool="stop_agent_session",reason="outside_reach"}"#).await >= 5.0);
-        assert!(gw.metric(r#"mcp_gateway_tool_refusals_total{tool="resume_agent_session",reason="unknown_session"}"#).await >= 2.0);
+        // Counted exactly, by tool and reason: each of the four calls once per target, the five targets of another
+        // tree (b, b1, k; a, b) outside the caller's reach and the ghost, twice, unknown.
+        let refusals = gw.samples("mcp_gateway_tool_refusals_total").await;
+        let want: BTreeMap<String, f64> = ["get_agent_session_status", "get_agent_session_result", "resume_agent_session", "stop_agent_session"]
+            .iter()
+            .flat_map(|tool| {
+                [("outside_reach", 5.0), ("unknown_session", 2.0)]
+                    .map(|(reason, n)| (format!(r#"{{tool="{tool}",reason="{reason}"}}"#), n))
+            })
+            .collect();
+        assert_eq!(refusals, want, "refusals by tool and reason");
         // The refused stop and resume are Events on the session they aimed at, naming the caller.
         let on_b = eventually("refusal Events on b", TIMEOUT, || async {
             let events = refusal_events(&client, &ns, "b").await;
