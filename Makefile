@@ -27,14 +27,18 @@ cluster-build: ## build the local control plane, kubectl and helm into .local/bi
 	cd e2e/cluster && go build -o $(BIN)/ $(CLUSTER_PKGS)
 	cd e2e/cluster/helm && go build -o $(BIN)/ helm.sh/helm/v4/cmd/helm
 
-# Jaeger (v2, cmd/jaeger), a trace store to look at the trees' traces locally, pinned in e2e/cluster/jaeger/go.mod (a module of
-# its own: its dependency tree is large). A file target: built once, and again only when the pin changes.
+# Jaeger (v1's all-in-one: OTLP receiver, query API, in-memory storage), a trace store for the tracing e2e test and
+# bench and to look at the trees' traces locally, pinned in e2e/cluster/jaeger/go.mod (a module of its own: its
+# dependency tree is large). A file target: built once, and again only when the pin changes. The build holds a lock,
+# so that a second `make jaeger` (e.g. `make e2e` while .ci/run's early background build is still going) waits for
+# the first and then finds the binary up to date instead of compiling it a second time.
 JAEGER := $(BIN)/jaeger
 .PHONY: jaeger
 jaeger: $(JAEGER) ## build Jaeger (a local trace store: see docs/operations.md, Tracing) into .local/bin
 $(JAEGER): e2e/cluster/jaeger/go.mod e2e/cluster/jaeger/go.sum
 	@mkdir -p $(BIN)
-	cd e2e/cluster/jaeger && go build -o $(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+	flock $(BIN)/.jaeger.lock sh -c '[ $@ -nt e2e/cluster/jaeger/go.mod ] && [ $@ -nt e2e/cluster/jaeger/go.sum ] || \
+		{ cd e2e/cluster/jaeger && go build -o $@.tmp github.com/jaegertracing/jaeger/cmd/all-in-one && mv $@.tmp $@; }'
 
 .PHONY: cluster-up
 cluster-up: cluster-build ## start the local control plane (idempotent); kubeconfig in .local/kubeconfig
@@ -114,7 +118,7 @@ claude: ## the Claude Code CLI (pinned) into .local/claude
 	@$(CLAUDE) --version
 
 .PHONY: e2e
-e2e: python-env typescript-env browser-env claude ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
+e2e: python-env typescript-env browser-env claude jaeger ## end-to-end tests against the running local cluster (see cluster-up); E2E_ONLY="a b" for some
 	cargo build -q --bins
 	scripts/e2e-lanes.sh
 
@@ -166,7 +170,7 @@ test: lint unit cluster-selftest images-check chart-check ## every check and tes
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: bench
-bench: cluster-build python-env browser-env ## benchmarks (lifecycle, callbacks, gateway, hand-over, dashboard, scale: 10,000 sessions and an API server restart) on a fresh local cluster; prints figures and targets
+bench: cluster-build python-env browser-env jaeger ## benchmarks (lifecycle, callbacks, gateway, hand-over, dashboard, scale: 10,000 sessions and an API server restart) on a fresh local cluster; prints figures and targets
 	cargo build --release -p agent-operator -p mcp-gateway
 	cargo build -p e2e --bin bench
 	$(MAKE) --no-print-directory cluster-down

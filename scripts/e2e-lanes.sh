@@ -28,7 +28,7 @@ fi
 # Longest first, so that the last lane to finish is not the one that started the slowest binary last. Binaries not
 # named here (new ones) run after these.
 alone=(chaos)
-order=(chart real_agents resilience callbacks dashboard lifecycle gateway binding confinement cli refusals control_plane
+order=(chart real_agents tracing resilience callbacks dashboard lifecycle gateway binding confinement cli refusals control_plane
   admission examples docs)
 names=()
 for n in "${order[@]}"; do [ -n "${exe[$n]:-}" ] && names+=("$n"); done

@@ -44,6 +44,11 @@ impl Gateway {
     /// Starts the gateway on a free loopback port with `args` (e.g. `--auth=header`, `--namespace=...`) and
     /// returns once /readyz says its caches are synced. The CRDs must be installed (see `install_crds`).
     pub async fn start(args: &[&str]) -> Gateway {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// As `start`, with extra environment (e.g. the OTEL_* variables of a test of tracing).
+    pub async fn start_with_env(args: &[&str], env: &[(String, String)]) -> Gateway {
         let bin = std::env::var_os("MCP_GATEWAY_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join("target/debug/mcp-gateway"));
@@ -59,6 +64,7 @@ impl Gateway {
             .args(args)
             .env("KUBECONFIG", kubeconfig_path())
             .env("RUST_LOG", "info,mcp_gateway=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log_file)
             .kill_on_drop(true)

@@ -11,6 +11,7 @@ pub mod chart;
 pub mod control_plane;
 pub mod demo_model;
 pub mod gateway;
+pub mod jaeger;
 pub mod local_agents;
 pub mod operator;
 pub mod people;

@@ -37,6 +37,7 @@ pub struct Operator {
     extra: Vec<String>,
     mcp_url: String,
     kubeconfig: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// Options of a test operator.
@@ -51,6 +52,8 @@ pub struct Options {
     pub mcp_url: Option<String>,
     /// The kubeconfig of the process (default: the cluster's), e.g. one of `api_users::ApiUsers`.
     pub kubeconfig: Option<PathBuf>,
+    /// Extra environment of the process (e.g. the OTEL_* variables of a test of tracing).
+    pub env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -88,6 +91,7 @@ impl Operator {
                 .clone()
                 .unwrap_or_else(|| "http://127.0.0.1:1/mcp".into()),
             kubeconfig: options.kubeconfig.unwrap_or_else(kubeconfig_path),
+            env: options.env,
         };
         op.spawn().await;
         op
@@ -117,6 +121,7 @@ impl Operator {
             .args(&self.extra)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

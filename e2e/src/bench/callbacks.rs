@@ -22,7 +22,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::{CREATE_PARALLELISM, fresh_namespace, percentile};
 use crate::agents::{child, self_finishing_blueprint, start_with, succeed_pod};
-use crate::operator::Operator;
+use crate::operator::{Operator, Options};
 
 pub const PARENTS: usize = 200;
 pub const FAN_OUT: usize = 500;
@@ -149,11 +149,11 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(client: &Client, ns: &str) -> Bench {
+    async fn start(client: &Client, ns: &str, options: Options) -> Bench {
         fresh_namespace(client, ns).await;
         self_finishing_blueprint(client, ns, "parent", "0s", "parent done").await;
         Bench {
-            _operator: Operator::start(ns).await,
+            _operator: Operator::start_with(ns, options).await,
             jobs: Api::namespaced(client.clone(), ns),
             sessions: Api::namespaced(client.clone(), ns),
             pods: Api::namespaced(client.clone(), ns),
@@ -166,12 +166,17 @@ pub async fn latency(client: &Client, pace: Pace) -> Latency {
         Pace::OneAtATime => "bench-callbacks-serial",
         Pace::Every(_) => "bench-callbacks-paced",
     };
+    latency_in(client, ns, pace, Options::default()).await
+}
+
+/// The latency run in namespace `ns` with an operator started with `options` (the tracing bench's).
+pub async fn latency_in(client: &Client, ns: &str, pace: Pace, options: Options) -> Latency {
     let Bench {
         _operator,
         jobs,
         sessions,
         pods,
-    } = Bench::start(client, ns).await;
+    } = Bench::start(client, ns, options).await;
 
     let parents = (0..PARENTS)
         .map(|i| start_with(&format!("parent-{i}"), &format!("p-{i}"), "parent"))
@@ -238,7 +243,7 @@ pub async fn fan_out(client: &Client) -> FanOut {
         jobs,
         sessions,
         pods,
-    } = Bench::start(client, ns).await;
+    } = Bench::start(client, ns, Options::default()).await;
 
     create_all(&jobs, vec![start_with("hub-start", "hub", "parent")]).await;
     wait_count("idle parent", || idle_sessions(&sessions), 1).await;

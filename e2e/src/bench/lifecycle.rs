@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{CREATE_PARALLELISM, fresh_namespace, peak_rss_mib};
 use crate::agents::{self_finishing_blueprint, start_with};
-use crate::operator::Operator;
+use crate::operator::{Operator, Options};
 
 pub const N: usize = 500;
 /// kwok completes each Pod this long after it starts.
@@ -93,19 +93,23 @@ where
 }
 
 pub async fn lifecycle(client: &Client) -> Outcome {
-    let ns = "bench-agentjobs";
+    lifecycle_in(client, "bench-agentjobs", Options::default()).await
+}
+
+/// The burst in namespace `ns` with an operator started with `options` (the tracing bench's: OTEL_* on or off).
+pub async fn lifecycle_in(client: &Client, ns: &str, options: Options) -> Outcome {
     fresh_namespace(client, ns).await;
     let after = format!("{}s", COMPLETION_DELAY.as_secs());
     self_finishing_blueprint(client, ns, "auto", &after, "done").await;
-    let op = Operator::start(ns).await;
+    let op = Operator::start_with(ns, options).await;
     let before = Writes::read(client).await;
 
     let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
     let start = Instant::now();
     let tracker = {
-        let client = client.clone();
+        let (client, ns) = (client.clone(), ns.to_string());
         tokio::spawn(async move {
-            track::<AgentJob, _>(&client, ns, start, |j| {
+            track::<AgentJob, _>(&client, &ns, start, |j| {
                 j.status.as_ref().and_then(|s| s.phase) == Some(JobPhase::Succeeded)
             })
             .await

@@ -8,6 +8,7 @@ pub mod handover;
 pub mod lifecycle;
 pub mod mcp_load;
 pub mod scale;
+pub mod tracing;
 
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! `make bench`: runs the benchmarks of `e2e::bench` against the local control plane and prints their figures with
 //! the targets they are held to. Arguments choose benchmarks (`lifecycle`, `callbacks`, `gateway`,
-//! `handover`, `dashboard`, `scale`); none: all.
+//! `handover`, `dashboard`, `scale`, `tracing`); none: all.
 
 use e2e::agents::install_crds;
-use e2e::bench::{callbacks, dashboard, gateway, handover, lifecycle, scale};
+use e2e::bench::{callbacks, dashboard, gateway, handover, lifecycle, scale, tracing};
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -36,6 +36,9 @@ async fn main() {
     }
     if wants("scale") {
         print_scale(&client).await;
+    }
+    if wants("tracing") {
+        print_tracing(&client).await;
     }
 }
 
@@ -127,6 +130,48 @@ async fn print_scale(client: &kube::Client) {
             verdict(after <= 3.0)
         );
     }
+}
+
+async fn print_tracing(client: &kube::Client) {
+    let f = tracing::tracing(client).await;
+    let n = lifecycle::N;
+    println!(
+        "\n== tracing: the operator exporting to Jaeger (OTLP) against tracing off; target: on within 10% of off =="
+    );
+    let within = |off: f64, on: f64| on <= off * 1.10;
+    let (off, on) = (
+        f.burst_off.done.as_secs_f64(),
+        f.burst_on.done.as_secs_f64(),
+    );
+    println!(
+        "{n}-job burst, all Succeeded   off {off:>8.2} s   on {on:>8.2} s   ({:+.1}%, target <= +10%: {})",
+        (on / off - 1.0) * 100.0,
+        verdict(within(off, on))
+    );
+    let (off_pods, on_pods) = (
+        f.burst_off.pods.as_secs_f64(),
+        f.burst_on.pods.as_secs_f64(),
+    );
+    println!(
+        "{n}-job burst, all Pods exist  off {off_pods:>8.2} s   on {on_pods:>8.2} s   ({:+.1}%)",
+        (on_pods / off_pods - 1.0) * 100.0
+    );
+    println!(
+        "operator peak RSS             off {:>8.1} MiB on {:>8.1} MiB",
+        f.burst_off.peak_rss_mib, f.burst_on.peak_rss_mib
+    );
+    for (q, label) in [(50.0, "p50"), (99.0, "p99")] {
+        let (off, on) = (ms(f.latency_off.p(q)), ms(f.latency_on.p(q)));
+        println!(
+            "callback latency {label} (50/s)   off {off:>8.1} ms  on {on:>8.1} ms  ({:+.1}%, target <= +10%: {})",
+            (on / off - 1.0) * 100.0,
+            verdict(within(off, on))
+        );
+    }
+    println!(
+        "operator spans in Jaeger after the traced runs: {}",
+        f.exported_spans
+    );
 }
 
 async fn print_handover(client: &kube::Client) {
