@@ -170,7 +170,7 @@ test: lint unit cluster-selftest images-check chart-check ## every check and tes
 	$(MAKE) --no-print-directory cluster-down; exit $$status
 
 .PHONY: bench
-bench: cluster-build python-env browser-env jaeger ## benchmarks (lifecycle, callbacks, gateway, hand-over, dashboard, scale: 10,000 sessions and an API server restart) on a fresh local cluster; prints figures and targets
+bench: cluster-build python-env browser-env jaeger ## benchmarks (lifecycle, callbacks, gateway, hand-over, dashboard, scale: 10,000 sessions and an API server restart, tracing on vs off) on a fresh local cluster; prints figures and targets
 	cargo build --release -p agent-operator -p mcp-gateway
 	cargo build -p e2e --bin bench
 	$(MAKE) --no-print-directory cluster-down
