@@ -286,11 +286,15 @@ async fn a_persons_token_starts_root_sessions_within_its_rbac_rights() {
                 "{tool}: one per SDK: {refusals:?}"
             );
         }
+        // Exactly the refusals above: the session header through Python (whose auto mode tries its handshake
+        // twice) and TypeScript (once), and the Pod-bound token (Python, twice).
         let auth = gw.samples("mcp_gateway_auth_refusals_total").await;
-        assert!(
-            auth.get(r#"{reason="person_session_header"}"#).is_some_and(|n| *n >= 2.0),
-            "{auth:?}"
-        );
+        let want: std::collections::BTreeMap<String, f64> = [
+            (r#"{reason="not_an_agent_pod"}"#.to_string(), 2.0),
+            (r#"{reason="person_session_header"}"#.to_string(), 3.0),
+        ]
+        .into();
+        assert_eq!(auth, want, "auth refusals by reason");
     })
     .await;
 }
