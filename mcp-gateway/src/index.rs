@@ -184,22 +184,8 @@ mod tests {
     use crds::{AgentSession, AgentSessionSpec, AgentSessionStatus};
     use kube::runtime::reflector::{ObjectRef, Store, store};
 
-    /// Sessions by their first and current parent, as the gateway files them.
-    fn by_parent(s: &AgentSession) -> Vec<Key> {
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let mut parents: Vec<Key> = [
-            s.spec.parent_session_name.clone(),
-            s.status
-                .as_ref()
-                .and_then(|st| st.parent_session_name.clone()),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| (ns.clone(), p))
-        .collect();
-        parents.dedup();
-        parents
-    }
+    // Sessions by their first and current parent, as the gateway files them.
+    use crate::store::parents_of_session as by_parent;
 
     fn session(ns: &str, name: &str, first: Option<&str>, current: Option<&str>) -> AgentSession {
         let mut s = AgentSession::new(

@@ -105,7 +105,7 @@ fn namespace_of<K: Resource>(o: &K) -> Vec<String> {
 }
 
 /// The first and the current parent of a session (spec.parentSessionName, status.parentSessionName).
-fn parents_of_session(s: &AgentSession) -> Vec<Key> {
+pub(crate) fn parents_of_session(s: &AgentSession) -> Vec<Key> {
     let ns = s.namespace().unwrap_or_default();
     let mut keys: Vec<Key> = [
         s.spec.parent_session_name.clone(),
