@@ -215,3 +215,22 @@ pub enum CallbackOutcome {
     Failed,
     Stopped,
 }
+
+impl AgentSession {
+    /// The sessions this one is filed under as a child: the parent it was started with (spec) and the one it calls
+    /// back now (status, after a re-parenting), once each. Both the operator's and the gateway's by-parent indexes
+    /// use this rule, so that a child moved to a new parent is found under both until the old one lets it go.
+    pub fn parent_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = [
+            self.spec.parent_session_name.clone(),
+            self.status
+                .as_ref()
+                .and_then(|st| st.parent_session_name.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        names.dedup();
+        names
+    }
+}

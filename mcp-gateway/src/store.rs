@@ -107,18 +107,10 @@ fn namespace_of<K: Resource>(o: &K) -> Vec<String> {
 /// The first and the current parent of a session (spec.parentSessionName, status.parentSessionName).
 pub(crate) fn parents_of_session(s: &AgentSession) -> Vec<Key> {
     let ns = s.namespace().unwrap_or_default();
-    let mut keys: Vec<Key> = [
-        s.spec.parent_session_name.clone(),
-        s.status
-            .as_ref()
-            .and_then(|st| st.parent_session_name.clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| (ns.clone(), p))
-    .collect();
-    keys.dedup();
-    keys
+    s.parent_names()
+        .into_iter()
+        .map(|p| (ns.clone(), p))
+        .collect()
 }
 
 fn session_of_job(j: &AgentJob) -> Vec<Key> {

@@ -215,19 +215,11 @@ struct SessionState {
 
 fn parents_of(session: &AgentSession) -> Vec<Key> {
     let ns = session.namespace().unwrap_or_default();
-    let mut keys: Vec<Key> = [
-        session.spec.parent_session_name.clone(),
-        session
-            .status
-            .as_ref()
-            .and_then(|s| s.parent_session_name.clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| (ns.clone(), p))
-    .collect();
-    keys.dedup();
-    keys
+    session
+        .parent_names()
+        .into_iter()
+        .map(|p| (ns.clone(), p))
+        .collect()
 }
 
 fn insert_session(map: &mut HashMap<Key, HashSet<String>>, session: &AgentSession) {
