@@ -10,7 +10,6 @@ use e2e::anthropic::{FakeAnthropic, Gate, Reply, Request};
 use e2e::local_agents::{ProcessNode, claude_blueprint, target_bin};
 use e2e::stack::agent_processes;
 use e2e::{kubeconfig_path, wait_for, with_temp_ns};
-use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -234,14 +233,7 @@ async fn starting_waiting_stopping_and_bad_input(
         &fake.base_url_per_session(),
         "You are a CLI test agent.",
     );
-    let blueprints: Api<DynamicObject> = e2e::gateway::api(client, ns, "AgentBlueprint");
-    blueprints
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(blueprint).unwrap(),
-        )
-        .await
-        .expect("create blueprint");
+    e2e::gateway::create(client, ns, "AgentBlueprint", blueprint).await;
     let jobs: Api<AgentJob> = Api::namespaced(client.clone(), ns);
     let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
     let names = || async {

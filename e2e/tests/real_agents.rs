@@ -413,11 +413,7 @@ fi"#;
                 "workspace": {"size": "1Gi", "storageClassName": e2e::procnode::STORAGE_CLASS},
             }},
         });
-        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
-        blueprints
-            .create(&PostParams::default(), &serde_json::from_value(blueprint).unwrap())
-            .await
-            .expect("create blueprint");
+        e2e::gateway::create(&client, &ns, "AgentBlueprint", blueprint).await;
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         let start = job(
             "g-start",

@@ -13,7 +13,7 @@ use e2e::jaeger::{Jaeger, Trace};
 use e2e::local_agents::{ProcessNode, claude_blueprint};
 use e2e::operator::{Operator, Options};
 use e2e::{eventually, with_temp_ns};
-use kube::api::{DynamicObject, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -76,11 +76,7 @@ async fn a_three_level_tree_is_one_trace_whose_spans_nest_as_the_tree_does() {
         )
         .await;
         let blueprint = claude_blueprint(BLUEPRINT, &node, &fake.base_url_per_session(), "You trace.");
-        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
-        blueprints
-            .create(&PostParams::default(), &serde_json::from_value(blueprint).unwrap())
-            .await
-            .expect("create blueprint");
+        e2e::gateway::create(&client, &ns, "AgentBlueprint", blueprint).await;
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         let root = e2e::agents::job(
             "grand-start",

@@ -12,7 +12,7 @@ use e2e::anthropic::FakeAnthropic;
 use e2e::local_agents::{claude_blueprint, create_exec_blueprint};
 use e2e::{eventually, with_temp_ns};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DynamicObject, ListParams, LogParams, PostParams};
+use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -189,8 +189,7 @@ async fn claude_code_runs_report_what_they_printed_and_a_three_level_tree_sums_i
         let fake = FakeAnthropic::start(e2e::demo_model::reply).await;
         let (_gateway, node, mut operator) = e2e::stack::agent_processes(&client, &ns, &[]).await;
         let blueprint = claude_blueprint("cc-metered", &node, &fake.base_url_per_session(), "You are a metered agent.");
-        let blueprints: Api<DynamicObject> = e2e::gateway::api(&client, &ns, "AgentBlueprint");
-        blueprints.create(&PostParams::default(), &serde_json::from_value(blueprint).unwrap()).await.expect("blueprint");
+        e2e::gateway::create(&client, &ns, "AgentBlueprint", blueprint).await;
         let jobs: Api<AgentJob> = Api::namespaced(client.clone(), &ns);
         let sessions: Api<AgentSession> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
