@@ -79,17 +79,40 @@ fn kinds(seen: &Seen) -> Vec<String> {
         .collect()
 }
 
+/// The calls grouped into the steps of `controller::session::write`: the marks `Enqueued` and the delivery job's
+/// create go out together, so their order within a step is not fixed (sorted here); every other call is a step of
+/// its own.
+fn in_steps(seen: &Seen) -> Vec<Vec<String>> {
+    let together =
+        |k: &str| k == "PATCH /agentjobs/c1/status" || k == "POST /namespaces/ns/agentjobs";
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    for k in kinds(seen) {
+        match steps.last_mut() {
+            Some(step)
+                if together(&k) && step.iter().all(|s| together(s)) && !step.contains(&k) =>
+            {
+                step.push(k);
+                step.sort();
+            }
+            _ => steps.push(vec![k]),
+        }
+    }
+    steps
+}
+
 #[tokio::test]
 async fn an_ended_child_is_queued_marked_and_delivered_in_that_order() {
     let seen = run(answer, parent("[]"), vec![child("Pending")]).await;
     assert_eq!(
-        kinds(&seen),
+        in_steps(&seen),
         [
-            "GET /agentjobs/c1", // fresh read: the cache may miss a mark
-            "PATCH /agentsessions/boss/status",
-            "PATCH /agentjobs/c1/status",
-            "POST /namespaces/ns/agentjobs",
-            "PATCH /agentsessions/boss/status",
+            vec!["GET /agentjobs/c1"], // fresh read: the cache may miss a mark
+            vec!["PATCH /agentsessions/boss/status"],
+            vec![
+                "PATCH /agentjobs/c1/status",
+                "POST /namespaces/ns/agentjobs"
+            ],
+            vec!["PATCH /agentsessions/boss/status"],
         ]
     );
     let parent_writes = requests(&seen, "PATCH", PARENT_STATUS);
@@ -130,11 +153,13 @@ async fn a_reconcile_replayed_after_a_crash_before_the_mark_does_not_queue_twice
     // The previous operator appended the entry and died before marking the child.
     let seen = run(answer, parent(QUEUED), vec![child("Pending")]).await;
     assert_eq!(
-        kinds(&seen),
+        in_steps(&seen),
         [
-            "PATCH /agentjobs/c1/status",
-            "POST /namespaces/ns/agentjobs",
-            "PATCH /agentsessions/boss/status",
+            vec![
+                "PATCH /agentjobs/c1/status",
+                "POST /namespaces/ns/agentjobs"
+            ],
+            vec!["PATCH /agentsessions/boss/status"],
         ],
         "no second entry, no read: the queue already holds the child"
     );
@@ -225,4 +250,62 @@ status: {phase: Running}
             "PATCH /agentjobs/c1/status",
         ]
     );
+}
+
+/// The delivery job exists already (made by the reconcile before, whose mark of the child failed) but is not in the
+/// store yet.
+fn answer_made_before(method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let name = delivery_job_name("boss", "u-c1");
+    match method {
+        "POST" if path.ends_with(JOBS) => status(409, "AlreadyExists", "already exists"),
+        "GET" if path.ends_with(&format!("/agentjobs/{name}")) => {
+            let mut made = answer("POST", JOBS, &json!({})).1;
+            made["apiVersion"] = json!("agentorchestrator.dev/v1alpha1");
+            made["kind"] = json!("AgentJob");
+            made["metadata"] = json!({
+                "name": name, "namespace": "ns", "uid": "u-delivery", "resourceVersion": "1",
+                "labels": {"agentorchestrator.dev/callback-delivery": "true", "agentorchestrator.dev/session": "boss"},
+                "annotations": {"agentorchestrator.dev/delivers": "u-c1", "agentorchestrator.dev/delivers-jobs": "c1"},
+            });
+            made["spec"] =
+                json!({"type": "Resume", "sessionName": "boss", "prompt": "the child's result"});
+            (200, made)
+        }
+        _ => answer(method, path, body),
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_job_made_while_the_mark_failed_is_taken_only_after_the_mark() {
+    // The mark and the create went out together before; the create landed, the mark did not. The entry is still
+    // queued and the child unmarked: it is marked again, the job found by its name, and only then is the entry
+    // dropped from the queue (the write that must follow every mark).
+    let seen = run(answer_made_before, parent(QUEUED), vec![child("Pending")]).await;
+    let name = delivery_job_name("boss", "u-c1");
+    let steps = in_steps(&seen);
+    let found = format!("GET /apis/agentorchestrator.dev/v1alpha1/namespaces/ns/agentjobs/{name}");
+    assert_eq!(
+        steps,
+        [
+            vec![
+                "PATCH /agentjobs/c1/status",
+                "POST /namespaces/ns/agentjobs"
+            ],
+            vec![found.as_str()],
+            vec!["PATCH /agentsessions/boss/status"],
+            vec!["PATCH /agentjobs/c1/status"],
+        ],
+        "{steps:?}"
+    );
+    let marks = requests(&seen, "PATCH", CHILD_STATUS);
+    assert_eq!(marks[0]["status"]["callback"]["state"], "Enqueued");
+    assert_eq!(marks[1]["status"]["callback"]["state"], "Delivered");
+    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
+    assert!(
+        emptied["callbackQueue"]
+            .as_array()
+            .is_none_or(|q| q.is_empty()),
+        "{emptied}"
+    );
+    assert_eq!(emptied["currentJob"], name.as_str());
 }

@@ -14,14 +14,18 @@
 //!    entry and whose annotation lists the UIDs it carries; then the parent's status drops exactly those entries
 //!    (and takes that job as its current job) in one write; then the child is marked `Delivered`.
 //!
+//! The job of (3) is created at the same time as the marks of (2) (one round trip instead of two): what must come
+//! after every mark is the status write that drops the entries, and it does. A job made while a mark failed only
+//! lists entries that are still queued, and is found by its name and taken once the marks have landed.
+//!
 //! Every write to the parent's status carries the resourceVersion it was computed from, so two reconciles (or a
 //! reconcile working from a stale cache) can never both append or both remove: the second write is refused with
 //! a Conflict and recomputed from fresh data.
 //!
 //! * No duplicate: an entry is appended only if its UID is not in the queue, no delivery job of the parent lists
 //!   it, and a fresh read of the child (not the cache) shows it neither `Enqueued`, `Delivered` nor `Dropped`.
-//!   Because (2) is written before (3), a child whose entry has left the queue is always marked, so the fresh read
-//!   sees it. A delivery repeated after a crash between creating the job and updating the queue finds the job by
+//!   Because (2) is written before the status write of (3), a child whose entry has left the queue is always
+//!   marked, so the fresh read sees it. A delivery repeated after a crash between creating the job and updating the queue finds the job by
 //!   its deterministic name and removes the entries it lists, instead of making a second job.
 //! * No loss: an entry leaves the queue only in the same write that records the job carrying it. A child job with
 //!   `callback: true` holds a finalizer until its callback is marked, so deleting it (which stops it) cannot lose

@@ -190,8 +190,8 @@ async fn fetch(ctx: &Context, session: &AgentSession) -> Result<Fetched> {
     })
 }
 
-/// The plan's writes, in the order of the exactly-once argument (see `callbacks`): queue, marks `Enqueued`,
-/// delivery job, session status, marks `Delivered`. Each step runs only once the one before it has landed.
+/// The plan's writes, in the order of the exactly-once argument (see `callbacks`): queue; marks `Enqueued` and the
+/// delivery job together; session status; marks `Delivered`. Each step runs only once the one before it has landed.
 async fn write(
     ctx: &Context,
     ns: &str,
@@ -225,21 +225,29 @@ async fn write(
             .copied()
             .find(|c| c.uid().as_deref() == Some(uid))
     };
-    // 2. Marked: all of them before anything is delivered. The copies as written are fresher than the store for
-    // the marks that follow (a write from the older copy would only fail with Conflict).
+    // 2 and 3 at once: the marks `Enqueued` and the delivery job. The argument of `callbacks` needs every carried
+    // child marked before its entry leaves the queue, which is the status write of step 4, not before the job is
+    // made: a job whose entries are still queued is only found by name and taken later. The copies as written are
+    // fresher than the store for the marks that follow (a write from the older copy would only fail with Conflict).
     let unmarked: Vec<&AgentJob> = work
         .mark_enqueued
         .iter()
         .filter_map(|uid| child(uid))
         .collect();
-    let marked = callbacks::mark_all(ctx, unmarked, &work.enqueued).await?;
+    let creating = work.delivery.as_ref().and_then(|d| d.create.as_ref());
+    let (marked, existing) =
+        tokio::try_join!(callbacks::mark_all(ctx, unmarked, &work.enqueued), async {
+            match creating {
+                Some(job) => callbacks::create_delivery(ctx, ns, job).await,
+                None => Ok(None),
+            }
+        })?;
     let latest = |uid: &str| marked.get(uid).or_else(|| child(uid));
-    // 3. The delivery job.
     let mut work = work;
     if let Some(delivery) = &work.delivery
         && let Some(job) = &delivery.create
     {
-        match callbacks::create_delivery(ctx, ns, job).await? {
+        match existing {
             None => {
                 callbacks::observe_latency(ctx, ns, &delivery.carried);
                 crate::trace::callbacks_delivered(job, &delivery.carried, |e| {

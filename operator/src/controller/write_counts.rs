@@ -191,7 +191,7 @@ async fn a_callback_to_an_idle_parent() {
             "PATCH agentjobs/status c1",       // the child Succeeded
             "GET agentjobs c1",                // fresh read: the cache may miss a mark
             "PATCH agentsessions/status boss", // queued
-            "PATCH agentjobs/status c1",       // marked Enqueued
+            "PATCH agentjobs/status c1",       // marked Enqueued, and at the same time:
             "POST agentjobs ",                 // the delivery job
             "PATCH agentsessions/status boss", // taken by the parent
             "PATCH agentjobs/status c1",       // marked Delivered (beside the rest)
