@@ -79,6 +79,37 @@ fn kinds(seen: &Seen) -> Vec<String> {
         .collect()
 }
 
+/// The delivery job of c1 as the reconcile before this one made it.
+fn made_delivery() -> AgentJob {
+    let name = delivery_job_name("boss", "u-c1");
+    yaml(&format!(
+        r#"
+apiVersion: agentorchestrator.dev/v1alpha1
+kind: AgentJob
+metadata:
+  name: {name}
+  namespace: ns
+  uid: u-delivery
+  creationTimestamp: "2026-01-01T00:00:07Z"
+  labels: {{agentorchestrator.dev/callback-delivery: "true", agentorchestrator.dev/session: boss}}
+  annotations: {{agentorchestrator.dev/delivers: u-c1, agentorchestrator.dev/delivers-jobs: c1}}
+spec: {{type: Resume, sessionName: boss, prompt: "the child's result"}}
+"#
+    ))
+}
+
+/// Asserts that the parent's status write `seen` made (the `nth`) emptied the queue; returns that status.
+fn emptied(seen: &Seen, nth: usize) -> Value {
+    let emptied = requests(seen, "PATCH", PARENT_STATUS)[nth]["status"].clone();
+    assert!(
+        emptied["callbackQueue"]
+            .as_array()
+            .is_none_or(|q| q.is_empty()),
+        "{emptied}"
+    );
+    emptied
+}
+
 /// The calls grouped into the steps of `controller::session::write`: the marks `Enqueued` and the delivery job's
 /// create go out together, so their order within a step is not fixed (sorted here); every other call is a step of
 /// its own.
@@ -134,13 +165,7 @@ async fn an_ended_child_is_queued_marked_and_delivered_in_that_order() {
         delivery["spec"]["prompt"].as_str().unwrap().contains("42"),
         "{delivery}"
     );
-    let emptied = &parent_writes[1]["status"];
-    assert!(
-        emptied["callbackQueue"]
-            .as_array()
-            .is_none_or(|q| q.is_empty()),
-        "{emptied}"
-    );
+    let emptied = emptied(&seen, 1);
     assert_eq!(emptied["currentJob"], name.as_str());
     assert_eq!(
         parent_writes[1]["metadata"]["resourceVersion"], "2",
@@ -163,33 +188,14 @@ async fn a_reconcile_replayed_after_a_crash_before_the_mark_does_not_queue_twice
         ],
         "no second entry, no read: the queue already holds the child"
     );
-    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
-    assert!(
-        emptied["callbackQueue"]
-            .as_array()
-            .is_none_or(|q| q.is_empty()),
-        "{emptied}"
-    );
+    emptied(&seen, 0);
 }
 
 #[tokio::test]
 async fn a_reconcile_replayed_after_a_crash_after_the_delivery_job_finds_it_and_makes_no_second() {
     // The previous operator created the delivery job and died before emptying the queue.
     let name = delivery_job_name("boss", "u-c1");
-    let delivery: AgentJob = yaml(&format!(
-        r#"
-apiVersion: agentorchestrator.dev/v1alpha1
-kind: AgentJob
-metadata:
-  name: {name}
-  namespace: ns
-  uid: u-delivery
-  creationTimestamp: "2026-01-01T00:00:07Z"
-  labels: {{agentorchestrator.dev/callback-delivery: "true", agentorchestrator.dev/session: boss}}
-  annotations: {{agentorchestrator.dev/delivers: u-c1, agentorchestrator.dev/delivers-jobs: c1}}
-spec: {{type: Resume, sessionName: boss, prompt: "the child's result"}}
-"#
-    ));
+    let delivery = made_delivery();
     let seen = run(answer, parent(QUEUED), vec![child("Enqueued"), delivery]).await;
     assert_eq!(
         kinds(&seen),
@@ -199,13 +205,7 @@ spec: {{type: Resume, sessionName: boss, prompt: "the child's result"}}
         ],
         "the job is taken as it is: no create"
     );
-    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
-    assert!(
-        emptied["callbackQueue"]
-            .as_array()
-            .is_none_or(|q| q.is_empty()),
-        "{emptied}"
-    );
+    let emptied = emptied(&seen, 0);
     assert_eq!(emptied["currentJob"], name.as_str());
     let mark = &requests(&seen, "PATCH", CHILD_STATUS)[0]["status"]["callback"];
     assert_eq!(mark["state"], "Delivered");
@@ -259,17 +259,7 @@ fn answer_made_before(method: &str, path: &str, body: &Value) -> (u16, Value) {
     match method {
         "POST" if path.ends_with(JOBS) => status(409, "AlreadyExists", "already exists"),
         "GET" if path.ends_with(&format!("/agentjobs/{name}")) => {
-            let mut made = answer("POST", JOBS, &json!({})).1;
-            made["apiVersion"] = json!("agentorchestrator.dev/v1alpha1");
-            made["kind"] = json!("AgentJob");
-            made["metadata"] = json!({
-                "name": name, "namespace": "ns", "uid": "u-delivery", "resourceVersion": "1",
-                "labels": {"agentorchestrator.dev/callback-delivery": "true", "agentorchestrator.dev/session": "boss"},
-                "annotations": {"agentorchestrator.dev/delivers": "u-c1", "agentorchestrator.dev/delivers-jobs": "c1"},
-            });
-            made["spec"] =
-                json!({"type": "Resume", "sessionName": "boss", "prompt": "the child's result"});
-            (200, made)
+            (200, serde_json::to_value(made_delivery()).unwrap())
         }
         _ => answer(method, path, body),
     }
@@ -300,12 +290,6 @@ async fn a_delivery_job_made_while_the_mark_failed_is_taken_only_after_the_mark(
     let marks = requests(&seen, "PATCH", CHILD_STATUS);
     assert_eq!(marks[0]["status"]["callback"]["state"], "Enqueued");
     assert_eq!(marks[1]["status"]["callback"]["state"], "Delivered");
-    let emptied = &requests(&seen, "PATCH", PARENT_STATUS)[0]["status"];
-    assert!(
-        emptied["callbackQueue"]
-            .as_array()
-            .is_none_or(|q| q.is_empty()),
-        "{emptied}"
-    );
+    let emptied = emptied(&seen, 0);
     assert_eq!(emptied["currentJob"], name.as_str());
 }
