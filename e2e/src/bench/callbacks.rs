@@ -326,3 +326,36 @@ pub async fn fan_out(client: &Client) -> FanOut {
         deliveries_total: carried.len(),
     }
 }
+
+/// One status write of an AgentSession, as the operator makes it (server-side apply of the status subresource),
+/// timed from this process: `n` in a row on a session no operator watches. A callback's path is a chain of such
+/// round trips, so this is the unit its latency is made of on the machine at hand.
+pub async fn status_write_round_trip(client: &Client, n: usize) -> Latency {
+    let ns = "bench-write-round-trip";
+    fresh_namespace(client, ns).await;
+    let sessions: Api<AgentSession> = Api::namespaced(client.clone(), ns);
+    let session: AgentSession = serde_json::from_value(serde_json::json!({
+        "apiVersion": "agentorchestrator.dev/v1alpha1", "kind": "AgentSession",
+        "metadata": {"name": "round-trip"}, "spec": {}
+    }))
+    .unwrap();
+    sessions
+        .create(&PostParams::default(), &session)
+        .await
+        .expect("create the session");
+    let params = kube::api::PatchParams::apply("bench").force();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let status = serde_json::json!({
+            "apiVersion": "agentorchestrator.dev/v1alpha1", "kind": "AgentSession",
+            "status": {"phase": "Idle", "lastJob": format!("job-{i}"), "jobCount": i}
+        });
+        let started = Instant::now();
+        sessions
+            .patch_status("round-trip", &params, &kube::api::Patch::Apply(&status))
+            .await
+            .expect("apply the session's status");
+        samples.push(started.elapsed());
+    }
+    Latency { samples }
+}

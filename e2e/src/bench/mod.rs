@@ -12,19 +12,30 @@ pub mod tracing;
 
 use std::time::Duration;
 
+use crds::AgentJob;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 /// Objects are created this many at a time.
 pub const CREATE_PARALLELISM: usize = 64;
 
-/// A fresh, empty namespace `name` (an earlier run's is deleted first).
+/// A fresh, empty namespace `name` (an earlier run's is deleted first). The operator of that run is gone, and with
+/// it whoever would have taken the callback finalizer off its last children: it is taken off here, or the namespace
+/// would never finish terminating.
 pub async fn fresh_namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     if api.get_opt(name).await.unwrap().is_some() {
         let _ = api.delete(name, &DeleteParams::default()).await;
+        let jobs: Api<AgentJob> = Api::namespaced(client.clone(), name);
+        let held = jobs.list(&ListParams::default()).await.unwrap();
+        let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        for job in held.items.iter().filter(|j| !j.finalizers().is_empty()) {
+            let _ = jobs
+                .patch(&job.name_any(), &PatchParams::default(), &no_finalizers)
+                .await;
+        }
         crate::wait_for(
             &api,
             name,

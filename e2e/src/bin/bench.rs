@@ -136,12 +136,12 @@ async fn print_tracing(client: &kube::Client) {
     let f = tracing::tracing(client).await;
     let n = lifecycle::N;
     println!(
-        "\n== tracing: the operator exporting to Jaeger (OTLP) against tracing off; target: on within 10% of off =="
+        "\n== tracing: the operator exporting to Jaeger (OTLP) against tracing off; each side the mean of two runs, in the order off, on, on, off; target: on within 10% of off =="
     );
     let within = |off: f64, on: f64| on <= off * 1.10;
     let (off, on) = (
-        f.burst_off.done.as_secs_f64(),
-        f.burst_on.done.as_secs_f64(),
+        f.off.burst_done.as_secs_f64(),
+        f.on.burst_done.as_secs_f64(),
     );
     println!(
         "{n}-job burst, all Succeeded   off {off:>8.2} s   on {on:>8.2} s   ({:+.1}%, target <= +10%: {})",
@@ -149,8 +149,8 @@ async fn print_tracing(client: &kube::Client) {
         verdict(within(off, on))
     );
     let (off_pods, on_pods) = (
-        f.burst_off.pods.as_secs_f64(),
-        f.burst_on.pods.as_secs_f64(),
+        f.off.burst_pods.as_secs_f64(),
+        f.on.burst_pods.as_secs_f64(),
     );
     println!(
         "{n}-job burst, all Pods exist  off {off_pods:>8.2} s   on {on_pods:>8.2} s   ({:+.1}%)",
@@ -158,10 +158,10 @@ async fn print_tracing(client: &kube::Client) {
     );
     println!(
         "operator peak RSS             off {:>8.1} MiB on {:>8.1} MiB",
-        f.burst_off.peak_rss_mib, f.burst_on.peak_rss_mib
+        f.off.peak_rss_mib, f.on.peak_rss_mib
     );
     for (q, label) in [(50.0, "p50"), (99.0, "p99")] {
-        let (off, on) = (ms(f.latency_off.p(q)), ms(f.latency_on.p(q)));
+        let (off, on) = (ms(f.off.latency.p(q)), ms(f.on.latency.p(q)));
         println!(
             "callback latency {label} (50/s)   off {off:>8.1} ms  on {on:>8.1} ms  ({:+.1}%, target <= +10%: {})",
             (on / off - 1.0) * 100.0,
@@ -283,16 +283,29 @@ async fn print_callbacks(client: &kube::Client) {
     let serial_only = std::env::args().any(|a| a == "callbacks-serial");
     for (what, pace) in paces.into_iter().take(if serial_only { 1 } else { 2 }) {
         let latency = callbacks::latency(client, pace).await;
-        let (p50, p99) = (latency.p(50.0), latency.p(99.0));
-        println!(
-            "{what:<14} p50 {:>7.1} ms (target <= 24 ms: {})  p99 {:>7.1} ms (target <= 100 ms: {})  max {:>7.1} ms",
-            ms(p50),
-            verdict(ms(p50) <= 24.0),
-            ms(p99),
-            verdict(ms(p99) <= 100.0),
-            ms(latency.p(100.0))
-        );
+        let (p50, p99) = (ms(latency.p(50.0)), ms(latency.p(99.0)));
+        let max = ms(latency.p(100.0));
+        match pace {
+            callbacks::Pace::OneAtATime => println!(
+                "{what:<14} p50 {p50:>7.1} ms (target <= 24 ms: {})  p99 {p99:>7.1} ms (target <= 100 ms: {})  max {max:>7.1} ms",
+                verdict(p50 <= 24.0),
+                verdict(p99 <= 100.0),
+            ),
+            callbacks::Pace::Every(_) => println!(
+                "{what:<14} p50 {p50:>7.1} ms                        p99 {p99:>7.1} ms (target <= 250 ms: {})  max {max:>7.1} ms",
+                verdict(p99 <= 250.0),
+            ),
+        }
     }
+    // What one callback is made of: the operator's path from the child's end to the Resume Pod is six API round
+    // trips in a row (the child's status, a fresh read of it, the queue, the marks with the delivery job, the
+    // session's status, the Pod) and three watch hops; one round trip on this machine:
+    let unit = callbacks::status_write_round_trip(client, 100).await;
+    println!(
+        "one status write (server-side apply), alone: p50 {:>5.1} ms  p99 {:>5.1} ms; a callback's path has 6 round trips in a row and 3 watch hops",
+        ms(unit.p(50.0)),
+        ms(unit.p(99.0))
+    );
 
     if serial_only {
         return;
