@@ -7,13 +7,14 @@
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::controller::index::JobIndex;
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::pod::PodDefaults;
 use crate::freshness::Freshness;
 use crate::metrics::Metrics;
@@ -34,7 +35,7 @@ pub struct Context {
     pub defaults: PodDefaults,
     pub jobs: Store<AgentJob>,
     pub sessions: Store<AgentSession>,
-    pub pods: Store<Pod>,
+    pub pods: Store<AgentPod>,
     pub blueprints: Store<AgentBlueprint>,
     /// Jobs by session and by parent, beside `jobs` (see `controller::index`).
     pub index: std::sync::Arc<JobIndex>,
@@ -67,7 +68,7 @@ impl Context {
         stores: (
             Store<AgentJob>,
             Store<AgentSession>,
-            Store<Pod>,
+            Store<AgentPod>,
             Store<AgentBlueprint>,
         ),
         index: std::sync::Arc<JobIndex>,
@@ -176,7 +177,7 @@ impl Context {
         self.index.started_by(&self.jobs, ns, name)
     }
 
-    pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<Pod>> {
+    pub fn pod(&self, ns: &str, name: &str) -> Option<std::sync::Arc<AgentPod>> {
         self.pods.get(&ObjectRef::new(name).within(ns))
     }
 

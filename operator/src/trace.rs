@@ -4,10 +4,10 @@
 
 use std::time::SystemTime;
 
+use crate::domain::agent_pod::AgentPod;
 use agent_telemetry::context::{span_id_of, span_id_of_step};
 use agent_telemetry::{Recorded, TRACEPARENT_ANNOTATION, TraceParent, emit, enabled};
 use crds::{AgentJob, AgentJobStatus, AgentSession, QueuedCallback, labels};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -98,7 +98,7 @@ fn system_time(t: &Time) -> SystemTime {
 }
 
 /// When the agent container began to run, from the Pod's status.
-fn container_started(pod: &Pod) -> Option<Time> {
+fn container_started(pod: &AgentPod) -> Option<Time> {
     let status = pod
         .status
         .as_ref()?
@@ -116,7 +116,7 @@ fn container_started(pod: &Pod) -> Option<Time> {
 
 /// The spans of a job that has just ended (its final status written): the job from creation to end, and its
 /// steps (waiting for its turn, Pod starting, running). A callback delivery links the children it carried.
-pub fn job_ended(job: &AgentJob, status: &AgentJobStatus, pod: Option<&Pod>) {
+pub fn job_ended(job: &AgentJob, status: &AgentJobStatus, pod: Option<&AgentPod>) {
     if !enabled() {
         return;
     }

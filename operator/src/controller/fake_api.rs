@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
 use kube::runtime::reflector::store;
 use kube::runtime::watcher::Event;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::controller::index::{JobIndex, record};
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::pod::PodDefaults;
 use crate::metrics::Metrics;
 
@@ -72,7 +72,7 @@ pub fn context(
     });
     let (job_store, mut job_writer) = store::<AgentJob>();
     let (session_store, mut session_writer) = store::<AgentSession>();
-    let (pods, _) = store::<Pod>();
+    let (pods, _) = store::<AgentPod>();
     let (blueprints, _) = store::<AgentBlueprint>();
     let index = Arc::new(JobIndex::default());
     for job in jobs {

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use crds::{AgentBlueprint, AgentJob, AgentSession, labels};
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future, stream};
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -38,6 +37,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::pod::PodDefaults;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -226,7 +226,7 @@ pub async fn run_until(
             move |writer, event| index::record_session(&session_index, writer, event),
         )
     };
-    let (pods, pod_changes) = reflect(api::<Pod>(&client, ns), ours, trim::pod, plain);
+    let (pods, pod_changes) = reflect(api::<AgentPod>(&client, ns), ours, trim::pod, plain);
     let (blueprints, blueprint_changes) = reflect(
         api::<AgentBlueprint>(&client, ns),
         all,

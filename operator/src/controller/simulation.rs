@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, store};
@@ -22,6 +21,7 @@ use serde_json::{Value, json};
 use super::index::{JobIndex, SessionIndex, record, record_session};
 use super::{job, session, triggers, trim};
 use crate::context::Context;
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::pod::PodDefaults;
 use crate::metrics::Metrics;
 
@@ -288,7 +288,7 @@ pub struct Simulation {
     pub ctx: Arc<Context>,
     jobs: Writer<AgentJob>,
     sessions: Writer<AgentSession>,
-    pods: Writer<Pod>,
+    pods: Writer<AgentPod>,
     blueprints: Writer<AgentBlueprint>,
     index: Arc<JobIndex>,
     session_index: Arc<SessionIndex>,
@@ -350,7 +350,7 @@ impl Simulation {
         });
         let (job_store, jobs) = store::<AgentJob>();
         let (session_store, sessions) = store::<AgentSession>();
-        let (pod_store, pods) = store::<Pod>();
+        let (pod_store, pods) = store::<AgentPod>();
         let (blueprint_store, blueprints) = store::<AgentBlueprint>();
         let index = Arc::new(JobIndex::default());
         let session_index = Arc::new(SessionIndex::default());
@@ -484,7 +484,7 @@ impl Simulation {
                     enqueue(&mut self.queue, waiting.into_iter().map(Work::Job));
                 }
                 "pods" => {
-                    let mut pod: Pod = serde_json::from_value(object).unwrap();
+                    let mut pod: AgentPod = serde_json::from_value(object).unwrap();
                     trim::pod(&mut pod);
                     let event = if deleted {
                         Event::Delete(pod.clone())

@@ -1,8 +1,8 @@
 //! Which reconciles a change of one object calls for. One watch per kind feeds its store and then these mappings,
 //! so a reconcile triggered by a change always finds that change in the store.
 
+use crate::domain::agent_pod::AgentPod;
 use crds::{AgentJob, AgentSession, labels};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -82,7 +82,7 @@ pub fn of_session(
 }
 
 /// A Pod's change concerns the job that owns it and, when it disappears, the session it ran for.
-pub fn of_pod(pod: &Pod) -> (Option<ObjectRef<AgentJob>>, Option<ObjectRef<AgentSession>>) {
+pub fn of_pod(pod: &AgentPod) -> (Option<ObjectRef<AgentJob>>, Option<ObjectRef<AgentSession>>) {
     let ns = pod.namespace().unwrap_or_default();
     let job = pod
         .owner_references()

@@ -6,9 +6,9 @@
 //! patches of finalizers, creates from the spec), so a trimmed copy cannot erase a field on the server.
 
 use crds::{AgentBlueprint, AgentJob, AgentSession};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodSpec, PodStatus};
 use kube::api::ObjectMeta;
 
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::order::is_finished;
 
 /// The annotation `kubectl apply` (client side) leaves: a full copy of the object as applied.
@@ -39,33 +39,18 @@ pub fn blueprint(blueprint: &mut AgentBlueprint) {
 
 /// Of a Pod the operator reads its identity (name, labels, owner, creation and deletion times), its phase, reason,
 /// message and start time, and each container's name and terminated state (see `domain::job::observe`).
-pub fn pod(pod: &mut Pod) {
+/// A Pod is decoded as an `AgentPod` (identity, phase, conditions and container states only); of its metadata the
+/// annotations go too (the prompt travels in one), and of its conditions all but `DisruptionTarget`, the only one
+/// read (`domain::attempts::temporary_cause`).
+pub fn pod(pod: &mut AgentPod) {
     trim_meta(&mut pod.metadata);
-    // The prompt and system prompt travel as annotations; the operator reads none of a Pod's annotations.
     pod.metadata.annotations = None;
-    pod.spec = Some(PodSpec::default());
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            reason: status.reason,
-            message: status.message,
-            start_time: status.start_time,
-            container_statuses: status.container_statuses.map(|all| {
-                all.into_iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name,
-                        state: c.state.map(|s| ContainerState {
-                            terminated: s.terminated,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        });
+    if let Some(conditions) = pod.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+        conditions.retain(|c| c.type_ == DISRUPTION_TARGET);
     }
 }
+
+const DISRUPTION_TARGET: &str = "DisruptionTarget";
 
 #[cfg(test)]
 mod tests {
@@ -73,7 +58,8 @@ mod tests {
     use crate::domain::fixtures::yaml;
     use crate::domain::job::{PodOutcome, observe};
 
-    fn agent_pod(phase: &str) -> Pod {
+    /// A Pod as the API server sends it, decoded as the watch decodes it.
+    fn agent_pod(phase: &str) -> AgentPod {
         yaml(&format!(
             r#"
 metadata:
@@ -132,6 +118,33 @@ status:
         assert!(!text.contains("a very long prompt"), "{text}");
         assert!(!text.contains("managedFields"), "{text}");
         assert!(!text.contains("sha256"), "{text}");
+    }
+
+    /// The store's copy is what `follow_pod` reads for a temporary cause: a trim that dropped the waiting state or
+    /// the DisruptionTarget condition (as it once did) hid an image that cannot be pulled and an eviction.
+    #[test]
+    fn a_trimmed_pod_still_shows_why_its_run_failed_outside_the_agent() {
+        use crate::domain::attempts::temporary_cause;
+        let cases = [
+            (
+                "{phase: Pending, containerStatuses: [{name: agent, state: {waiting: {reason: ImagePullBackOff, message: no such image}}}]}",
+                "ContainerNotStarted",
+            ),
+            (
+                "{phase: Failed, conditions: [{type: Ready, status: 'False'}, {type: DisruptionTarget, status: 'True', reason: EvictionByEvictionAPI}]}",
+                "Evicted",
+            ),
+        ];
+        for (status, reason) in cases {
+            let mut trimmed: AgentPod = yaml(&format!(
+                "metadata: {{name: j1, namespace: ns}}\nstatus: {status}"
+            ));
+            pod(&mut trimmed);
+            let cause = temporary_cause(&trimmed).map(|c| c.reason);
+            assert_eq!(cause, Some(reason), "{status}");
+            let conditions = trimmed.status.as_ref().unwrap().conditions.as_ref();
+            assert!(conditions.is_none_or(|c| c.iter().all(|c| c.type_ == DISRUPTION_TARGET)));
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use super::agent_pod::AgentPod;
 use crds::AgentJob;
-use k8s_openapi::api::core::v1::Pod;
 
 use super::job::AGENT_CONTAINER;
 
@@ -59,7 +59,7 @@ const NOT_STARTED_TERMINATED: [&str; 2] = ["StartError", "ContainerCannotRun"];
 
 /// The cause outside the agent that ended (or is ending) this Pod's run, if there is one. A Pod going away while
 /// its job has not ended was deleted by someone else than the operator, which writes the job's end first.
-pub fn temporary_cause(pod: &Pod) -> Option<Cause> {
+pub fn temporary_cause(pod: &AgentPod) -> Option<Cause> {
     let status = pod.status.as_ref();
     let disruption = status.and_then(|s| s.conditions.as_ref()).and_then(|cs| {
         cs.iter()
@@ -181,19 +181,19 @@ mod tests {
     use super::*;
     use crate::domain::fixtures::yaml;
 
-    fn pod(status: &str) -> Pod {
+    fn pod(status: &str) -> AgentPod {
         yaml(&format!(
             "metadata: {{name: j, namespace: ns}}\nstatus: {status}"
         ))
     }
 
-    fn agent(state: &str) -> Pod {
+    fn agent(state: &str) -> AgentPod {
         pod(&format!(
             "{{phase: Pending, containerStatuses: [{{name: agent, image: x, imageID: '', ready: false, restartCount: 0, state: {state}}}]}}"
         ))
     }
 
-    fn reason(p: &Pod) -> Option<&'static str> {
+    fn reason(p: &AgentPod) -> Option<&'static str> {
         temporary_cause(p).map(|c| c.reason)
     }
 

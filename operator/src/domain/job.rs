@@ -1,7 +1,9 @@
 //! What a job's Pod says about the job: the agent container's outcome, read from Pod status.
 
 use crds::contract::bound_result;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::ContainerStateTerminated;
+
+use super::agent_pod::AgentPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Name of the agent container in every agent Pod.
@@ -27,7 +29,7 @@ pub enum PodOutcome {
     },
 }
 
-fn agent_termination(pod: &Pod) -> Option<&ContainerStateTerminated> {
+fn agent_termination(pod: &AgentPod) -> Option<&ContainerStateTerminated> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     let agent = statuses
         .iter()
@@ -36,7 +38,7 @@ fn agent_termination(pod: &Pod) -> Option<&ContainerStateTerminated> {
     agent.state.as_ref()?.terminated.as_ref()
 }
 
-pub fn observe(pod: &Pod) -> PodOutcome {
+pub fn observe(pod: &AgentPod) -> PodOutcome {
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     let terminated = agent_termination(pod);
@@ -135,18 +137,18 @@ mod tests {
 
     #[test]
     fn a_running_pod_is_running() {
-        let pod: Pod = yaml("status: {phase: Running}");
+        let pod: AgentPod = yaml("status: {phase: Running}");
         assert_eq!(observe(&pod), PodOutcome::Running);
     }
 
     #[test]
     fn a_pod_without_status_is_pending() {
-        assert_eq!(observe(&Pod::default()), PodOutcome::Pending);
+        assert_eq!(observe(&AgentPod::default()), PodOutcome::Pending);
     }
 
     #[test]
     fn success_carries_the_termination_message() {
-        let pod: Pod = yaml(
+        let pod: AgentPod = yaml(
             r#"
 status:
   phase: Succeeded
@@ -173,7 +175,7 @@ status:
 
     #[test]
     fn failure_carries_exit_code_and_the_container_reason() {
-        let pod: Pod = yaml(
+        let pod: AgentPod = yaml(
             r#"
 status:
   phase: Failed
@@ -207,7 +209,7 @@ status:
 
     #[test]
     fn a_pod_level_reason_wins_over_the_container_reason() {
-        let pod: Pod = yaml(
+        let pod: AgentPod = yaml(
             r#"
 status:
   phase: Failed

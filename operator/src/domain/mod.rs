@@ -1,6 +1,7 @@
 //! Pure domain logic: no API calls, no async. Everything here is decided from objects already read, so it is unit
 //! tested from YAML fixtures without a cluster.
 
+pub mod agent_pod;
 pub mod attempts;
 pub mod callback;
 pub mod job;

@@ -28,7 +28,7 @@ const POD_GOING: Duration = Duration::from_secs(5);
 pub(super) async fn after_temporary_failure(
     job: &AgentJob,
     session: &AgentSession,
-    pod: Option<&Pod>,
+    pod: Option<&AgentPod>,
     cause: Cause,
     ctx: &Context,
 ) -> Result<Action> {
@@ -140,7 +140,7 @@ fn at_or_after(from: jiff::Timestamp, wait: Duration) -> Time {
     Time(jiff::Timestamp::from_second(whole).unwrap_or(at))
 }
 
-fn has_ended(pod: &Pod) -> bool {
+fn has_ended(pod: &AgentPod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
@@ -148,7 +148,7 @@ fn has_ended(pod: &Pod) -> bool {
 }
 
 /// Deletes the failed run's Pod, that one only (a UID precondition): gone already is success.
-async fn delete_pod(pod: &Pod, ctx: &Context) -> Result<()> {
+async fn delete_pod(pod: &AgentPod, ctx: &Context) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     let params = DeleteParams {
         preconditions: Some(Preconditions {

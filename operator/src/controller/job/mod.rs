@@ -24,6 +24,7 @@ use tracing::{info, instrument};
 use super::callbacks::write_progress;
 use crate::apply::{already_exists, apply_status, not_found};
 use crate::context::{Context, MANAGER};
+use crate::domain::agent_pod::AgentPod;
 use crate::domain::callback::rules::{settled, state};
 use crate::domain::job::{PodOutcome, deadline_left, failure_text, observe};
 use crate::domain::lineage::{Binding, Gone, bind, creates_cycle, recorded_parent};

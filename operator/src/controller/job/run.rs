@@ -134,7 +134,7 @@ fn shortened(message: &str) -> String {
 pub(super) async fn follow_pod(
     job: &AgentJob,
     session: &AgentSession,
-    pod: &Pod,
+    pod: &AgentPod,
     ctx: &Context,
 ) -> Result<Action> {
     let mut status = job.status.clone().unwrap_or_default();
@@ -279,7 +279,11 @@ pub(super) async fn follow_pod(
 
 /// Ends a job that outran its timeoutSeconds: the status is written first, so that the Pod's disappearance is
 /// never mistaken for an external deletion, then the Pod is stopped.
-pub(super) async fn stop_for_deadline(job: &AgentJob, pod: &Pod, ctx: &Context) -> Result<Action> {
+pub(super) async fn stop_for_deadline(
+    job: &AgentJob,
+    pod: &AgentPod,
+    ctx: &Context,
+) -> Result<Action> {
     let message = format!(
         "the job ran longer than its timeoutSeconds ({}s) and was stopped",
         job.spec.timeout_seconds.unwrap_or(0)
