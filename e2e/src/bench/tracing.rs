@@ -1,12 +1,17 @@
 //! The cost of tracing: the 500-job burst and the paced callback latency, each run with the operator's tracing off
-//! (no OTEL_* variables) and on (exporting to a real Jaeger), in namespaces of their own on the same cluster.
-//! The target is the traced figure within 10% of the untraced one. That the traced runs really exported is checked
-//! from Jaeger (the operator's spans of the burst are counted).
+//! (no OTEL_* variables) and on, in namespaces of their own on the same cluster. On, the operator exports either to
+//! a real Jaeger or to a receiver that answers every export at once and keeps nothing. The operator's own cost (the
+//! target: within 10% of off) is the discarding receiver's figure; Jaeger's adds what the trace store costs when it
+//! ingests on the same two cores as everything else, which a cluster would run elsewhere. That the traced runs
+//! really exported is checked from Jaeger (the operator's spans of the burst are counted).
 //!
-//! Each measurement runs four times, in the order off, on, on, off, and each side's figure is the mean of its two
-//! runs (the latency's percentiles are taken over both runs' samples). A cluster gets slower as it fills (etcd grows,
-//! the namespaces of earlier runs are still being deleted): run once each, whichever came second would pay for it.
+//! Each measurement runs in the order off, Jaeger, discard, discard, Jaeger, off, and each side's figure is the mean
+//! of its two runs (the latency's percentiles are taken over both runs' samples). A cluster gets slower as it fills
+//! (etcd grows, the namespaces of earlier runs are still being deleted): run once each, whichever came last would
+//! pay for it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -16,7 +21,25 @@ use super::lifecycle::{self, Outcome};
 use crate::jaeger::Jaeger;
 use crate::operator::Options;
 
-/// One side (off or on) of the comparison: the means of its two runs.
+/// Where the operator's spans go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Export {
+    Off,
+    Jaeger,
+    Discard,
+}
+
+impl Export {
+    pub fn label(self) -> &'static str {
+        match self {
+            Export::Off => "off",
+            Export::Jaeger => "jaeger",
+            Export::Discard => "discard",
+        }
+    }
+}
+
+/// One side of the comparison: the means of its two runs.
 pub struct Side {
     /// Every job of the burst Succeeded, from the first create.
     pub burst_done: Duration,
@@ -29,15 +52,15 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(bursts: [Outcome; 2], latencies: [Latency; 2]) -> Side {
+    fn of(bursts: Vec<Outcome>, latencies: Vec<Latency>) -> Side {
+        assert_eq!((bursts.len(), latencies.len()), (2, 2), "two runs a side");
         let mean = |f: fn(&Outcome) -> Duration| (f(&bursts[0]) + f(&bursts[1])) / 2;
-        let [a, b] = latencies;
         Side {
             burst_done: mean(|o| o.done),
             burst_pods: mean(|o| o.pods),
             peak_rss_mib: bursts[0].peak_rss_mib.max(bursts[1].peak_rss_mib),
             latency: Latency {
-                samples: a.samples.into_iter().chain(b.samples).collect(),
+                samples: latencies.into_iter().flat_map(|l| l.samples).collect(),
             },
         }
     }
@@ -45,40 +68,93 @@ impl Side {
 
 pub struct Figures {
     pub off: Side,
-    pub on: Side,
+    pub jaeger: Side,
+    pub discard: Side,
     /// Spans of agent-operator in Jaeger after the traced runs.
     pub exported_spans: usize,
+    /// Exports (requests) the discarding receiver answered.
+    pub discarded_exports: usize,
 }
 
 /// The pace of the latency runs (as `make bench`'s "50 per second").
 const PACE: Duration = Duration::from_millis(20);
+const ORDER: [Export; 6] = [
+    Export::Off,
+    Export::Jaeger,
+    Export::Discard,
+    Export::Discard,
+    Export::Jaeger,
+    Export::Off,
+];
+
+/// An OTLP/HTTP receiver on loopback that answers every export with an empty success and keeps nothing but the
+/// count of exports; its address for OTEL_EXPORTER_OTLP_ENDPOINT.
+async fn discarding_receiver() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let exports = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |axum::extract::State(n): axum::extract::State<Arc<AtomicUsize>>| async move {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                },
+            ),
+        )
+        .with_state(exports.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the discarding receiver");
+    let addr = listener.local_addr().expect("its address");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), exports, server)
+}
 
 pub async fn tracing(client: &Client) -> Figures {
     let jaeger = Jaeger::start().await;
-    let traced = Options {
-        env: jaeger.env("agent-operator"),
-        ..Default::default()
+    let (discard_endpoint, discarded_exports, discard_server) = discarding_receiver().await;
+    let options = |export: Export| match export {
+        Export::Off => Options::default(),
+        Export::Jaeger => Options {
+            env: jaeger.env("agent-operator"),
+            ..Default::default()
+        },
+        // As Jaeger's, with the endpoint changed.
+        Export::Discard => Options {
+            env: jaeger
+                .env("agent-operator")
+                .into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT" => (k, discard_endpoint.clone()),
+                    _ => (k, v),
+                })
+                .collect(),
+            ..Default::default()
+        },
     };
-    let options = |on: bool| {
-        if on {
-            traced.clone()
-        } else {
-            Options::default()
-        }
-    };
-    let label = |on: bool| if on { "on" } else { "off" };
-    let order = [false, true, true, false];
-    let mut bursts: [Vec<Outcome>; 2] = Default::default();
-    for (round, on) in order.into_iter().enumerate() {
-        let ns = format!("bench-trace-{}-{round}", label(on));
-        bursts[on as usize].push(lifecycle::lifecycle_in(client, &ns, options(on)).await);
+    let index = |export: Export| export as usize;
+    let mut bursts: [Vec<Outcome>; 3] = Default::default();
+    for (round, export) in ORDER.into_iter().enumerate() {
+        let ns = format!("bench-trace-{}-{round}", export.label());
+        bursts[index(export)].push(lifecycle::lifecycle_in(client, &ns, options(export)).await);
     }
-    let mut latencies: [Vec<Latency>; 2] = Default::default();
-    for (round, on) in order.into_iter().enumerate() {
-        let ns = format!("bench-trace-cb-{}-{round}", label(on));
-        let latency = callbacks::latency_in(client, &ns, Pace::Every(PACE), options(on)).await;
-        latencies[on as usize].push(latency);
+    let mut latencies: [Vec<Latency>; 3] = Default::default();
+    for (round, export) in ORDER.into_iter().enumerate() {
+        let ns = format!("bench-trace-cb-{}-{round}", export.label());
+        let latency = callbacks::latency_in(client, &ns, Pace::Every(PACE), options(export)).await;
+        latencies[index(export)].push(latency);
     }
+    discard_server.abort();
+    let discarded_exports = discarded_exports.load(Ordering::Relaxed);
+    assert!(
+        discarded_exports > 0,
+        "the discarding receiver got no export: its side measured nothing"
+    );
     // The exporter flushes every 200 ms (Jaeger::env); the traced operators have stopped (and flushed) by now.
     let wanted = lifecycle::N;
     let exported_spans = crate::eventually(
@@ -93,13 +169,13 @@ pub async fn tracing(client: &Client) -> Figures {
         },
     )
     .await;
-    let [bursts_off, bursts_on] =
-        bursts.map(|v| <[Outcome; 2]>::try_from(v).ok().expect("two runs"));
-    let [latencies_off, latencies_on] =
-        latencies.map(|v| <[Latency; 2]>::try_from(v).ok().expect("two runs"));
+    let [b_off, b_jaeger, b_discard] = bursts;
+    let [l_off, l_jaeger, l_discard] = latencies;
     Figures {
-        off: Side::of(bursts_off, latencies_off),
-        on: Side::of(bursts_on, latencies_on),
+        off: Side::of(b_off, l_off),
+        jaeger: Side::of(b_jaeger, l_jaeger),
+        discard: Side::of(b_discard, l_discard),
         exported_spans,
+        discarded_exports,
     }
 }
