@@ -135,11 +135,7 @@ impl Jaeger {
 
     /// The OTEL_* environment of a process named `service` that exports here, flushing spans every 200 ms.
     pub fn env(&self, service: &str) -> Vec<(String, String)> {
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), self.endpoint()),
-            ("OTEL_SERVICE_NAME".into(), service.into()),
-            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
-        ]
+        otlp_env(&self.endpoint(), service)
     }
 
     /// The spans of trace `trace_id` (32 hex digits) as Jaeger's query API returns them, `None` until it has it.
@@ -305,4 +301,13 @@ impl Trace {
     pub fn services(&self) -> std::collections::BTreeSet<String> {
         self.spans.values().map(|s| s.service.clone()).collect()
     }
+}
+
+/// The OTEL_* environment of a process named `service` that exports to `endpoint`, flushing spans every 200 ms.
+pub fn otlp_env(endpoint: &str, service: &str) -> Vec<(String, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.into()),
+        ("OTEL_SERVICE_NAME".into(), service.into()),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+    ]
 }

@@ -18,7 +18,7 @@ use kube::Client;
 
 use super::callbacks::{self, Latency, Pace};
 use super::lifecycle::{self, Outcome};
-use crate::jaeger::Jaeger;
+use crate::jaeger::{Jaeger, otlp_env};
 use crate::operator::Options;
 
 /// Where the operator's spans go.
@@ -124,16 +124,8 @@ pub async fn tracing(client: &Client) -> Figures {
             env: jaeger.env("agent-operator"),
             ..Default::default()
         },
-        // As Jaeger's, with the endpoint changed.
         Export::Discard => Options {
-            env: jaeger
-                .env("agent-operator")
-                .into_iter()
-                .map(|(k, v)| match k.as_str() {
-                    "OTEL_EXPORTER_OTLP_ENDPOINT" => (k, discard_endpoint.clone()),
-                    _ => (k, v),
-                })
-                .collect(),
+            env: otlp_env(&discard_endpoint, "agent-operator"),
             ..Default::default()
         },
     };
