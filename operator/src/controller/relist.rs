@@ -109,8 +109,8 @@ mod tests {
         assert_eq!(feed(watcher::Event::Delete(job("d", "5"))), ["d"]);
     }
 
-    /// What a list touches is handed out only once the store holds it: a reconcile looks its object up in the
-    /// store, and one triggered in the middle of a list found the new object missing and was dropped.
+    /// What a list touches is handed out only once the store holds the new list: a reconcile looks its object up
+    /// in the store, and one triggered in the middle of a list found the new object missing and was dropped.
     #[test]
     fn what_a_relist_touches_is_in_the_store_when_it_is_handed_out() {
         let (store, mut writer) = reflector::store::<AgentJob>();
