@@ -142,7 +142,7 @@ pub struct AgentJobStatus {
 
     /// Why the job is in its phase, in CamelCase (SessionBusy, SessionNotFound, AlreadyExists,
     /// BlueprintNotFound, ParentCycle, PodFailed, PodRejected (the API server refused the Pod for good: its
-    /// message is in error), DeadlineExceeded, Stopped, Completed, BackoffWaiting (a run failed for a cause the
+    /// message is in error), DeadlineExceeded, Stopped, BudgetExceeded (its tree passed its budget), Completed, BackoffWaiting (a run failed for a cause the
     /// agent did not make; the next starts at nextAttemptTime), Retrying (the next run is starting), and when
     /// backoffLimit is spent the last such cause: Evicted, PodDeleted, ContainerNotStarted, ModelApiUnavailable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +186,8 @@ pub struct AgentJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_session_id: Option<String>,
 
-    /// What went wrong, for a Failed job.
+    /// What went wrong, for a Failed job. For a job the operator stopped (reasons Stopped, BudgetExceeded,
+    /// DeadlineExceeded) it is the operator's cause; what the agent says after being stopped does not replace it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 
@@ -237,6 +238,18 @@ impl JobPhase {
     }
 }
 
+impl AgentJobStatus {
+    /// The job was ended by the operator (deleted while it ran, its tree passed its budget, or it outran its
+    /// timeoutSeconds) rather than by its agent: the cause in `error` is the operator's.
+    pub fn stopped_by_operator(&self) -> bool {
+        self.phase == Some(JobPhase::Failed)
+            && matches!(
+                self.reason.as_deref(),
+                Some("Stopped" | "BudgetExceeded" | "DeadlineExceeded")
+            )
+    }
+}
+
 /// Where a job's callback to its parent stands.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -279,4 +292,33 @@ pub enum CallbackState {
     Enqueued,
     Delivered,
     Dropped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: JobPhase, reason: &str) -> AgentJobStatus {
+        AgentJobStatus {
+            phase: Some(phase),
+            reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_job_the_operator_ended_counts_as_stopped_by_it() {
+        for reason in ["Stopped", "BudgetExceeded", "DeadlineExceeded"] {
+            assert!(
+                status(JobPhase::Failed, reason).stopped_by_operator(),
+                "{reason}"
+            );
+        }
+        // The agent's own failure, and a run that is waiting to be retried, are not the operator's stop.
+        assert!(!status(JobPhase::Failed, "PodFailed").stopped_by_operator());
+        assert!(!status(JobPhase::Pending, "BackoffWaiting").stopped_by_operator());
+        // A reason of a stop on a job not Failed (yet) is not a stop.
+        assert!(!status(JobPhase::Running, "BudgetExceeded").stopped_by_operator());
+        assert!(!AgentJobStatus::default().stopped_by_operator());
+    }
 }

@@ -132,6 +132,14 @@ async fn handle(
             ));
         }
     }
+    let mut report = report;
+    if !report.progress
+        && report.error.is_some()
+        && stopped_by_operator(app, &api, ns, name).await?
+    {
+        // The agent's last words after being told to stop (killed by SIGTERM) would hide why it was stopped.
+        report.error = None;
+    }
     let (patch, truncated, manager) = if report.progress {
         if app
             .stores
@@ -167,6 +175,34 @@ async fn handle(
         tracing::info!(namespace = %ns, job = %name, truncated, "result recorded");
     }
     Ok(truncated)
+}
+
+/// Whether the operator has already ended the job (deleted while running, over its tree's budget, past its
+/// deadline): then its cause stays the job's error. The operator writes that status before it stops the Pod, and the
+/// agent reports only after being told to stop, so a fresh read sees the status whenever the cache does not yet.
+/// The read is made only for reports that carry an error and a job the cache does not show finished.
+async fn stopped_by_operator(
+    app: &App,
+    api: &Api<AgentJob>,
+    ns: &str,
+    name: &str,
+) -> Result<bool, (StatusCode, String)> {
+    let stopped = |j: &AgentJob| j.status.as_ref().is_some_and(|s| s.stopped_by_operator());
+    if let Some(cached) = app.stores.job(ns, name) {
+        let finished = cached
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_finished());
+        if finished {
+            return Ok(stopped(&cached));
+        }
+    }
+    let fresh = api
+        .get_opt(name)
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, crate::error::kube_message(&e)))?;
+    Ok(fresh.as_ref().is_some_and(stopped))
 }
 
 /// The server-side apply patch of the job's status: only the fields the gateway owns.
