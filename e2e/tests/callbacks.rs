@@ -2,7 +2,7 @@
 //! happens in between (the callback rules of docs/architecture.md). The same under operator SIGKILLs and API server
 //! restarts, with the whole tree applied at once, is tests/chaos.rs.
 
-use crds::{AgentJob, AgentSession, CallbackState, JobPhase, SessionPhase};
+use crds::{AgentJob, AgentSession, CallbackState, JobPhase, ParentClosePolicy, SessionPhase};
 use e2e::agents::*;
 use e2e::operator::Operator;
 use e2e::{eventually, wait_for, with_temp_ns};
@@ -216,7 +216,12 @@ async fn callbacks_to_a_missing_or_deleted_parent_are_dropped_with_a_reason() {
             Some("ParentNotFound")
         );
 
-        parent(&jobs, &pods, "boss", true).await;
+        // Abandon: the child outlives its deleted parent. With the default, Terminate, the child's session and job
+        // are deleted with the tree (ownerReferences), the mark with them, so the test would race the collector.
+        let mut boss = start("boss", "boss");
+        boss.spec.parent_close_policy = Some(ParentClosePolicy::Abandon);
+        create(&jobs, &boss).await;
+        wait_pod(&pods, "boss").await;
         create(&jobs, &child("waits", "w-waits", "boss", None)).await;
         wait_pod(&pods, "waits").await;
         succeed_pod(&pods, "waits", "too late").await;
