@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::{CREATE_PARALLELISM, fresh_namespace, peak_rss_mib};
+use super::{CREATE_PARALLELISM, cpu_time, fresh_namespace, peak_rss_mib};
 use crate::agents::{self_finishing_blueprint, start_with};
 use crate::operator::{Operator, Options};
 
@@ -32,6 +32,8 @@ pub struct Outcome {
     pub pods: Duration,
     pub done: Duration,
     pub peak_rss_mib: f64,
+    /// CPU time the operator used, from its start to the end of the burst.
+    pub operator_cpu: Duration,
     pub writes: Writes,
     pub self_reported_writes: f64,
 }
@@ -135,6 +137,7 @@ pub async fn lifecycle_in(client: &Client, ns: &str, options: Options) -> Outcom
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = Writes::read(client).await;
     let peak_rss_mib = peak_rss_mib(op.pid());
+    let operator_cpu = cpu_time(op.pid());
     let self_reported_writes = op
         .metric("agent_operator_api_writes_total")
         .await
@@ -144,6 +147,7 @@ pub async fn lifecycle_in(client: &Client, ns: &str, options: Options) -> Outcom
         pods: t.pods,
         done: t.done,
         peak_rss_mib,
+        operator_cpu,
         writes: after.minus(&before),
         self_reported_writes,
     }

@@ -136,7 +136,9 @@ async fn print_tracing(client: &kube::Client) {
     let f = tracing::tracing(client).await;
     let n = lifecycle::N;
     println!(
-        "\n== tracing: the operator exporting over OTLP against tracing off; each side the mean of two runs, in the order off, jaeger, discard, discard, jaeger, off =="
+        "\n== tracing: the operator exporting over OTLP against tracing off; each side the mean of {} runs, in the order off, jaeger, discard, discard, jaeger, off, {} times ==",
+        2 * tracing::REPEATS,
+        tracing::REPEATS
     );
     println!(
         "   discard: a receiver that keeps nothing (the operator's own cost; target: within 10% of off); jaeger: a real Jaeger on the same two cores"
@@ -161,6 +163,30 @@ async fn print_tracing(client: &kube::Client) {
     );
     println!(
         "{n}-job burst, all Pods exist  off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
+        pct(off, discard),
+        pct(off, jaeger)
+    );
+    let runs = |side: &tracing::Side| {
+        let each: Vec<String> = side
+            .burst_runs
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
+        each.join(", ")
+    };
+    println!(
+        "   runs, all Succeeded (s)     off {}   discard {}   jaeger {}",
+        runs(&f.off),
+        runs(&f.discard),
+        runs(&f.jaeger)
+    );
+    let (off, jaeger, discard) = (
+        f.off.burst_cpu.as_secs_f64(),
+        f.jaeger.burst_cpu.as_secs_f64(),
+        f.discard.burst_cpu.as_secs_f64(),
+    );
+    println!(
+        "operator CPU in the burst     off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
         pct(off, discard),
         pct(off, jaeger)
     );
