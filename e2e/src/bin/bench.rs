@@ -156,16 +156,18 @@ async fn print_tracing(client: &kube::Client) {
         verdict(within(off, discard)),
         pct(off, jaeger)
     );
-    let (off, jaeger, discard) = (
-        f.off.burst_pods.as_secs_f64(),
-        f.jaeger.burst_pods.as_secs_f64(),
-        f.discard.burst_pods.as_secs_f64(),
-    );
-    println!(
-        "{n}-job burst, all Pods exist  off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
-        pct(off, discard),
-        pct(off, jaeger)
-    );
+    // A figure without a target: each side, and the traced sides against off.
+    let compared = |label: &str, of: fn(&tracing::Side) -> f64| {
+        let (off, jaeger, discard) = (of(&f.off), of(&f.jaeger), of(&f.discard));
+        println!(
+            "{label:<29} off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
+            pct(off, discard),
+            pct(off, jaeger)
+        );
+    };
+    compared(&format!("{n}-job burst, all Pods exist"), |s| {
+        s.burst_pods.as_secs_f64()
+    });
     let runs = |side: &tracing::Side| {
         let each: Vec<String> = side
             .burst_runs
@@ -180,16 +182,7 @@ async fn print_tracing(client: &kube::Client) {
         runs(&f.discard),
         runs(&f.jaeger)
     );
-    let (off, jaeger, discard) = (
-        f.off.burst_cpu.as_secs_f64(),
-        f.jaeger.burst_cpu.as_secs_f64(),
-        f.discard.burst_cpu.as_secs_f64(),
-    );
-    println!(
-        "operator CPU in the burst     off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
-        pct(off, discard),
-        pct(off, jaeger)
-    );
+    compared("operator CPU in the burst", |s| s.burst_cpu.as_secs_f64());
     println!(
         "operator peak RSS             off {:>8.1} MiB discard {:>8.1} MiB                                jaeger {:>8.1} MiB",
         f.off.peak_rss_mib, f.discard.peak_rss_mib, f.jaeger.peak_rss_mib
