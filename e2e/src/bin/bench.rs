@@ -160,7 +160,7 @@ async fn print_tracing(client: &kube::Client) {
     let compared = |label: &str, of: fn(&tracing::Side) -> f64| {
         let (off, jaeger, discard) = (of(&f.off), of(&f.jaeger), of(&f.discard));
         println!(
-            "{label:<29} off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
+            "{label:<30} off {off:>8.2} s   discard {discard:>8.2} s ({:+.1}%)                       jaeger {jaeger:>8.2} s ({:+.1}%)",
             pct(off, discard),
             pct(off, jaeger)
         );
