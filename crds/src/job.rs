@@ -142,9 +142,10 @@ pub struct AgentJobStatus {
 
     /// Why the job is in its phase, in CamelCase (SessionBusy, SessionNotFound, AlreadyExists,
     /// BlueprintNotFound, ParentCycle, PodFailed, PodRejected (the API server refused the Pod for good: its
-    /// message is in error), DeadlineExceeded, Stopped, BudgetExceeded (its tree passed its budget), Completed, BackoffWaiting (a run failed for a cause the
-    /// agent did not make; the next starts at nextAttemptTime), Retrying (the next run is starting), and when
-    /// backoffLimit is spent the last such cause: Evicted, PodDeleted, ContainerNotStarted, ModelApiUnavailable).
+    /// message is in error), DeadlineExceeded, Stopped, BudgetExceeded (its tree passed its budget), Completed,
+    /// BackoffWaiting (a run failed for a cause the agent did not make; the next starts at nextAttemptTime),
+    /// Retrying (the next run is starting), and when backoffLimit is spent the last such cause: Evicted, PodDeleted,
+    /// ContainerNotStarted, ModelApiUnavailable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 

@@ -6,10 +6,10 @@
 //! really exported is checked from Jaeger (the operator's spans of the burst are counted).
 //!
 //! Each measurement runs in the order off, Jaeger, discard, discard, Jaeger, off, `REPEATS` times, and each side's
-//! figure is the mean of its runs (the latency's percentiles are taken over all its runs' samples). A cluster gets slower as it fills
-//! (etcd grows, the namespaces of earlier runs are still being deleted): run once each, whichever came last would
-//! pay for it. So each run's namespace is also deleted, and gone, before the next run starts: left in place, the
-//! burst's two "off" runs (first and last) took 15.9 and 26.2 s.
+//! figure is the mean of its runs (the latency's percentiles are taken over all its runs' samples). A cluster gets
+//! slower as it fills (etcd grows, the namespaces of earlier runs are still being deleted): run once each, whichever
+//! came last would pay for it. So each run's namespace is also deleted, and gone, before the next run starts: left
+//! in place, the burst's two "off" runs (first and last) took 15.9 and 26.2 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +54,7 @@ pub struct Side {
     pub burst_cpu: Duration,
     /// The highest of its runs' peaks.
     pub peak_rss_mib: f64,
-    /// Both runs' samples.
+    /// All its runs' samples.
     pub latency: Latency,
 }
 
