@@ -1,7 +1,7 @@
 //! A scripted local stand-in for the Anthropic Messages API (test fixture): the real Claude Code CLI runs offline
 //! against it through `ANTHROPIC_BASE_URL`. Every request is recorded; a script (a function of the request) decides
-//! the reply: text, a `tool_use` turn, an API error, or any of these held back until the test opens a gate. Replies
-//! are streamed as the API's server-sent events.
+//! the reply: text, a `tool_use` turn, an API error, or any of these held back until the test opens a gate, billed
+//! at chosen token counts, or streamed slowly. Replies are streamed as the API's server-sent events.
 //!
 //! Agents are told apart by path: a base URL of `http://ADDR/agents/NAME` makes Claude Code call
 //! `/agents/NAME/v1/messages`, and the request records `NAME` as its agent (blueprints set
@@ -171,6 +171,28 @@ pub enum Reply {
     Error(u16, String),
     /// The reply, sent once the gate is open.
     After(Gate, Box<Reply>),
+    /// The reply, with these token counts as its usage (otherwise 10 in, 10 out).
+    Billed(Tokens, Box<Reply>),
+    /// The reply, its events streamed this far apart (a model that takes its time).
+    Slow(Duration, Box<Reply>),
+}
+
+/// The usage a reply reports. The input tokens come in the stream's first event, the output tokens in its last one
+/// (as the API does): Claude Code prints a message's line before the last event, so its per-message usage has the
+/// input and only the first output token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+impl Default for Tokens {
+    fn default() -> Tokens {
+        Tokens {
+            input: 10,
+            output: 10,
+        }
+    }
 }
 
 impl Reply {
@@ -184,6 +206,14 @@ impl Reply {
             name: name.into(),
             input,
         }
+    }
+
+    pub fn billed(self, input: u64, output: u64) -> Reply {
+        Reply::Billed(Tokens { input, output }, Box::new(self))
+    }
+
+    pub fn slow(self, pause: Duration) -> Reply {
+        Reply::Slow(pause, Box::new(self))
     }
 }
 
@@ -351,10 +381,25 @@ async fn handle(shared: Arc<Shared>, agent: String, headers: HeaderMap, body: St
         *c += 1;
         *c
     };
-    while let Reply::After(gate, next) = reply {
-        gate.passed().await;
-        reply = *next;
-    }
+    let mut tokens = Tokens::default();
+    let mut pause = None;
+    let reply = loop {
+        reply = match reply {
+            Reply::After(gate, next) => {
+                gate.passed().await;
+                *next
+            }
+            Reply::Billed(t, next) => {
+                tokens = t;
+                *next
+            }
+            Reply::Slow(p, next) => {
+                pause = Some(p);
+                *next
+            }
+            other => break other,
+        };
+    };
     if let Reply::Error(code, message) = &reply {
         return error(*code, message);
     }
@@ -363,14 +408,26 @@ async fn handle(shared: Arc<Shared>, agent: String, headers: HeaderMap, body: St
         return axum::Json(json!({
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop, "stop_sequence": null,
-            "usage": {"input_tokens": 10, "output_tokens": 10},
+            "usage": {"input_tokens": tokens.input, "output_tokens": tokens.output},
         }))
         .into_response();
     }
-    let events = sse(&model, id, &content, stop);
-    let body = Body::from_stream(
-        futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)).boxed(),
-    );
+    let events = sse(&model, id, &content, stop, tokens);
+    let body = match pause {
+        None => Body::from_stream(
+            futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)).boxed(),
+        ),
+        Some(pause) => Body::from_stream(
+            futures::stream::iter(events.into_iter().enumerate())
+                .then(move |(i, event)| async move {
+                    if i > 0 {
+                        tokio::time::sleep(pause).await;
+                    }
+                    Ok::<_, Infallible>(event)
+                })
+                .boxed(),
+        ),
+    };
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
@@ -404,18 +461,21 @@ fn blocks(reply: &Reply, id: u64) -> (Vec<Value>, &'static str) {
             content.push(json!({"type": "tool_use", "id": format!("toolu_{id:06}"), "name": name, "input": input}));
             (content, "tool_use")
         }
-        Reply::Error(..) | Reply::After(..) => unreachable!("resolved before"),
+        Reply::Error(..) | Reply::After(..) | Reply::Billed(..) | Reply::Slow(..) => {
+            unreachable!("resolved before")
+        }
     }
 }
 
 /// The server-sent events of one streamed message.
-fn sse(model: &str, id: u64, content: &[Value], stop: &str) -> Vec<String> {
+fn sse(model: &str, id: u64, content: &[Value], stop: &str, tokens: Tokens) -> Vec<String> {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let mut out = vec![event(
         "message_start",
         json!({"type": "message_start", "message": {
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": tokens.input, "output_tokens": 1}}}),
     )];
     for (index, block) in content.iter().enumerate() {
         let (start, delta) = if block["type"] == "text" {
@@ -445,7 +505,7 @@ fn sse(model: &str, id: u64, content: &[Value], stop: &str) -> Vec<String> {
     out.push(event(
         "message_delta",
         json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-               "usage": {"output_tokens": 10}}),
+               "usage": {"output_tokens": tokens.output}}),
     ));
     out.push(event("message_stop", json!({"type": "message_stop"})));
     out
@@ -466,7 +526,7 @@ mod tests {
             7,
         );
         assert_eq!(stop, "tool_use");
-        let events = sse("m", 7, &content, stop).join("");
+        let events = sse("m", 7, &content, stop, Tokens::default()).join("");
         assert!(
             events.contains(r#""partial_json":"{\"session_name\":\"c1\"}""#),
             "{events}"

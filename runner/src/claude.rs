@@ -83,6 +83,11 @@ pub fn adopt_conversation(
 pub struct Transcript(agent_stream::Transcript);
 
 impl Transcript {
+    /// A transcript that prices model calls with `prices` while the run goes on (see `agent_stream::pricing`).
+    pub fn with_prices(prices: agent_stream::PriceTable) -> Transcript {
+        Transcript(agent_stream::Transcript::with_prices(prices))
+    }
+
     /// Takes one line of Claude Code's stream-json output. Lines that are not JSON (or not ours) are ignored.
     pub fn observe(&mut self, line: &str) {
         self.0.observe(line);

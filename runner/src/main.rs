@@ -159,6 +159,12 @@ fn spawn_failure(program: &str, e: std::io::Error) -> Outcome {
 }
 
 async fn run_claude(inv: &Invocation, claude_bin: &str, extra: &[String]) -> Outcome {
+    // Read before anything runs: a price table that cannot be read fails the job with its reason, rather than
+    // leaving a budget with no running cost to check.
+    let prices = match agent_stream::PriceTable::from_env() {
+        Ok(prices) => prices,
+        Err(e) => return Outcome::failed(Exit::Code(2), format!("agent-runner: {e}"), None),
+    };
     let gateway = inv.mcp_url.as_ref().map(|url| mcp_config::Gateway {
         url: url.clone(),
         session: inv.session.clone(),
@@ -195,7 +201,7 @@ async fn run_claude(inv: &Invocation, claude_bin: &str, extra: &[String]) -> Out
     }
     let mut cmd = agent_command(inv, claude_bin);
     cmd.args(claude::args(inv, &config_path, &config.servers, extra));
-    let mut transcript = claude::Transcript::default();
+    let mut transcript = claude::Transcript::with_prices(prices);
     let so_far: Arc<Mutex<Option<crds::Usage>>> = Arc::default();
     let reporter = progress::Reporter::start(progress_url(inv), inv.token(), {
         let so_far = so_far.clone();

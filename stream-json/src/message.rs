@@ -24,6 +24,8 @@ pub enum Message {
         message_id: Option<String>,
         /// The tokens of this model call, as the API reported them.
         usage: Option<TokenUsage>,
+        /// The model that answered (what prices the call's tokens while the run goes on).
+        model: Option<String>,
     },
     /// What went back to the model: tool results (and, rarely, text).
     User {
@@ -104,6 +106,7 @@ impl Message {
                 error: string(v, "/error"),
                 message_id: string(v, "/message/id"),
                 usage: v.pointer("/message/usage").and_then(token_usage),
+                model: string(v, "/message/model"),
             },
             "user" => Message::User {
                 session_id,
@@ -260,16 +263,21 @@ mod tests {
                 error: None,
                 message_id: None,
                 usage: None,
+                model: None,
             })
         );
-        let with_usage = r#"{"type":"assistant","message":{"id":"msg_1","content":[],"usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}}"#;
+        let with_usage = r#"{"type":"assistant","message":{"id":"msg_1","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}}"#;
         let Some(Message::Assistant {
-            message_id, usage, ..
+            message_id,
+            usage,
+            model,
+            ..
         }) = Message::parse(with_usage)
         else {
             panic!("an assistant message")
         };
         assert_eq!(message_id.as_deref(), Some("msg_1"));
+        assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
         assert_eq!(
             usage,
             Some(TokenUsage {

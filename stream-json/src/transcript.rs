@@ -3,6 +3,7 @@
 use crds::{Cost, Usage};
 
 use crate::message::{Block, Message, TokenUsage};
+use crate::pricing::{PriceTable, Tally};
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Transcript {
@@ -14,13 +15,24 @@ pub struct Transcript {
     pub last_text: Option<String>,
     /// The model API's refusal reported by the result message, if that ended the run.
     pub api_error: Option<crate::ApiError>,
-    /// The run's usage: the result message's totals once it came, until then the sum of the model calls so far
-    /// (without cost, which Claude Code only reports at the end).
+    /// The run's usage: the result message's totals once it came, until then the sum of the model calls so far,
+    /// their cost estimated from `prices` (Claude Code reports its own cost only at the end).
     pub usage: Option<Usage>,
-    /// Tokens of each model call seen so far, by message id (repeated lines of one message count once).
-    calls: Vec<(Option<String>, TokenUsage)>,
+    /// Each model call seen so far, by message id (repeated lines of one message count once).
+    calls: Vec<Call>,
     /// Whether `usage` holds the result's totals (then model calls no longer change it).
     final_usage: bool,
+    /// The run's model as its first line named it, for a call that does not name its own.
+    model: Option<String>,
+    /// What prices the calls' tokens.
+    prices: PriceTable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    id: Option<String>,
+    model: Option<String>,
+    tokens: TokenUsage,
 }
 
 fn as_usage(t: &TokenUsage) -> Usage {
@@ -35,6 +47,14 @@ fn as_usage(t: &TokenUsage) -> Usage {
 }
 
 impl Transcript {
+    /// A transcript whose running cost uses `prices` (the default uses Anthropic's list prices).
+    pub fn with_prices(prices: PriceTable) -> Transcript {
+        Transcript {
+            prices,
+            ..Transcript::default()
+        }
+    }
+
     /// Takes one line of output. Lines that are not messages are ignored.
     pub fn observe(&mut self, line: &str) {
         if let Some(message) = Message::parse(line) {
@@ -47,6 +67,11 @@ impl Transcript {
             self.session_id = Some(id.to_string());
         }
         match message {
+            Message::Init { model, .. } => {
+                if model.is_some() {
+                    self.model = model.clone();
+                }
+            }
             Message::Result(r) => {
                 self.result = Some((r.text.clone(), r.is_error));
                 self.api_error = r.api_error;
@@ -62,26 +87,26 @@ impl Transcript {
                 blocks,
                 message_id,
                 usage,
+                model,
                 ..
             } => {
-                if let Some(call) = usage
+                if let Some(tokens) = usage
                     && !self.final_usage
                 {
+                    let call = Call {
+                        id: message_id.clone(),
+                        model: model.clone().or_else(|| self.model.clone()),
+                        tokens: tokens.clone(),
+                    };
                     match self
                         .calls
                         .iter_mut()
-                        .find(|(id, _)| id.is_some() && id == message_id)
+                        .find(|seen| seen.id.is_some() && seen.id == call.id)
                     {
-                        Some(seen) => seen.1 = call.clone(),
-                        None => self.calls.push((message_id.clone(), call.clone())),
+                        Some(seen) => *seen = call,
+                        None => self.calls.push(call),
                     }
-                    let mut so_far = self
-                        .calls
-                        .iter()
-                        .fold(Usage::default(), |sum, (_, t)| sum.plus(&as_usage(t)));
-                    so_far.cost_usd = None;
-                    so_far.turns = self.calls.len() as i64;
-                    self.usage = Some(so_far);
+                    self.usage = Some(self.so_far());
                 }
                 let text: String = blocks
                     .iter()
@@ -96,6 +121,25 @@ impl Transcript {
             }
             _ => {}
         }
+    }
+
+    /// The model calls' sum; its cost counts the calls whose model has a price (none priced: no cost).
+    fn so_far(&self) -> Usage {
+        let mut usage = self
+            .calls
+            .iter()
+            .fold(Usage::default(), |sum, call| sum.plus(&as_usage(&call.tokens)));
+        let mut tally = Tally::default();
+        let mut priced = false;
+        for call in &self.calls {
+            if let Some(prices) = call.model.as_deref().and_then(|m| self.prices.of(m)) {
+                tally.add(prices, &call.tokens);
+                priced = true;
+            }
+        }
+        usage.cost_usd = priced.then(|| tally.cost().render());
+        usage.turns = self.calls.len() as i64;
+        usage
     }
 }
 
@@ -159,5 +203,41 @@ mod tests {
             Some(last),
             "nothing after the result changes its totals"
         );
+    }
+
+    #[test]
+    fn model_calls_are_priced_while_the_run_goes_on() {
+        let call = |id: &str, model: Option<&str>| {
+            let model = model.map(|m| format!(r#""model":"{m}","#)).unwrap_or_default();
+            format!(
+                r#"{{"type":"assistant","message":{{"id":"{id}",{model}"content":[],"usage":{{"input_tokens":10000,"output_tokens":1000}}}}}}"#
+            )
+        };
+        let cost = |t: &Transcript| t.usage.as_ref().and_then(|u| u.cost_usd.clone());
+        let mut t = Transcript::default();
+        t.observe(r#"{"type":"system","subtype":"init","session_id":"s","model":"claude-haiku-4-5-20251001"}"#);
+        // Sonnet: 10,000 x $3 + 1,000 x $15 per million.
+        t.observe(&call("m1", Some("claude-sonnet-4-5-20250929")));
+        assert_eq!(cost(&t).as_deref(), Some("0.045"));
+        // No model on the line: the run's model from its first line, Haiku at $1 and $5.
+        t.observe(&call("m2", None));
+        assert_eq!(cost(&t).as_deref(), Some("0.06"));
+        // A model without a price: its tokens count, its cost is not guessed.
+        t.observe(&call("m3", Some("someone-elses-model")));
+        let usage = t.usage.clone().unwrap();
+        assert_eq!((usage.input_tokens, usage.cost_usd.as_deref()), (30_000, Some("0.06")));
+        // The result's own total has the last word.
+        t.observe(r#"{"type":"result","subtype":"success","result":"ok","num_turns":3,"total_cost_usd":0.07,"usage":{"input_tokens":30000,"output_tokens":3000}}"#);
+        assert_eq!(cost(&t).as_deref(), Some("0.07"));
+
+        let custom = PriceTable::default()
+            .with(r#"{"someone-elses": {"input": "1", "output": "1"}}"#)
+            .unwrap();
+        let mut t = Transcript::with_prices(custom);
+        t.observe(&call("m1", Some("someone-elses-model")));
+        assert_eq!(cost(&t).as_deref(), Some("0.011"));
+        let mut unpriced = Transcript::default();
+        unpriced.observe(&call("m1", Some("someone-elses-model")));
+        assert_eq!(cost(&unpriced), None, "no call priced: no cost at all");
     }
 }
