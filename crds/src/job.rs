@@ -200,7 +200,9 @@ pub struct AgentJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackProgress>,
 
-    /// Tokens and cost of this job's runs (retries included), as the agent runner reported them.
+    /// Tokens and cost of this job's latest run as the agent runner reported them: while it runs, its usage so far
+    /// (for Claude Code, the cost is the runner's pricing of each model call until the final total replaces it).
+    /// A retry's run replaces what the run before it reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 

@@ -98,8 +98,7 @@ impl PriceTable {
     /// `{"claude-sonnet-4": {"input": "3", "output": "15", "cacheRead": "0.30", "cacheWrite": "3.75"}}`.
     /// `input` and `output` are required; a cache price left out is the input price.
     pub fn with(mut self, json: &str) -> Result<PriceTable, String> {
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
         let entries = value
             .as_object()
             .ok_or("expected an object of model-name prefixes")?;
@@ -223,12 +222,23 @@ mod tests {
             .unwrap();
         let sonnet = table.of("claude-sonnet-4-5").unwrap();
         assert_eq!(
-            (sonnet.input.render(), sonnet.output.render(), sonnet.cache_read.render()),
+            (
+                sonnet.input.render(),
+                sonnet.output.render(),
+                sonnet.cache_read.render()
+            ),
             ("6".into(), "22.5".into(), "6".into()),
             "a cache price left out is the input price"
         );
-        assert_eq!(table.of("my-model-v2").unwrap().cache_write.render(), "1.25");
-        assert_eq!(table.of("claude-opus-4").unwrap().input.render(), "15", "others stay");
+        assert_eq!(
+            table.of("my-model-v2").unwrap().cache_write.render(),
+            "1.25"
+        );
+        assert_eq!(
+            table.of("claude-opus-4").unwrap().input.render(),
+            "15",
+            "others stay"
+        );
     }
 
     #[test]
@@ -238,8 +248,14 @@ mod tests {
             ("{", "not JSON"),
             (r#"{"m": 3}"#, "m: expected an object"),
             (r#"{"m": {"input": "3"}}"#, "m: the output price is missing"),
-            (r#"{"m": {"input": 3, "output": "1"}}"#, "m.input: 3 is not a decimal string"),
-            (r#"{"m": {"input": "-1", "output": "1"}}"#, "m.input: \"-1\" is not a decimal"),
+            (
+                r#"{"m": {"input": 3, "output": "1"}}"#,
+                "m.input: 3 is not a decimal string",
+            ),
+            (
+                r#"{"m": {"input": "-1", "output": "1"}}"#,
+                "m.input: \"-1\" is not a decimal",
+            ),
         ] {
             let err = PriceTable::default().with(json).unwrap_err();
             assert!(err.contains(says), "{json}: {err}");

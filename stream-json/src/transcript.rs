@@ -67,11 +67,9 @@ impl Transcript {
             self.session_id = Some(id.to_string());
         }
         match message {
-            Message::Init { model, .. } => {
-                if model.is_some() {
-                    self.model = model.clone();
-                }
-            }
+            Message::Init {
+                model: Some(model), ..
+            } => self.model = Some(model.clone()),
             Message::Result(r) => {
                 self.result = Some((r.text.clone(), r.is_error));
                 self.api_error = r.api_error;
@@ -125,10 +123,9 @@ impl Transcript {
 
     /// The model calls' sum; its cost counts the calls whose model has a price (none priced: no cost).
     fn so_far(&self) -> Usage {
-        let mut usage = self
-            .calls
-            .iter()
-            .fold(Usage::default(), |sum, call| sum.plus(&as_usage(&call.tokens)));
+        let mut usage = self.calls.iter().fold(Usage::default(), |sum, call| {
+            sum.plus(&as_usage(&call.tokens))
+        });
         let mut tally = Tally::default();
         let mut priced = false;
         for call in &self.calls {
@@ -208,7 +205,9 @@ mod tests {
     #[test]
     fn model_calls_are_priced_while_the_run_goes_on() {
         let call = |id: &str, model: Option<&str>| {
-            let model = model.map(|m| format!(r#""model":"{m}","#)).unwrap_or_default();
+            let model = model
+                .map(|m| format!(r#""model":"{m}","#))
+                .unwrap_or_default();
             format!(
                 r#"{{"type":"assistant","message":{{"id":"{id}",{model}"content":[],"usage":{{"input_tokens":10000,"output_tokens":1000}}}}}}"#
             )
@@ -225,7 +224,10 @@ mod tests {
         // A model without a price: its tokens count, its cost is not guessed.
         t.observe(&call("m3", Some("someone-elses-model")));
         let usage = t.usage.clone().unwrap();
-        assert_eq!((usage.input_tokens, usage.cost_usd.as_deref()), (30_000, Some("0.06")));
+        assert_eq!(
+            (usage.input_tokens, usage.cost_usd.as_deref()),
+            (30_000, Some("0.06"))
+        );
         // The result's own total has the last word.
         t.observe(r#"{"type":"result","subtype":"success","result":"ok","num_turns":3,"total_cost_usd":0.07,"usage":{"input_tokens":30000,"output_tokens":3000}}"#);
         assert_eq!(cost(&t).as_deref(), Some("0.07"));
