@@ -106,7 +106,8 @@ browser-env: ## Playwright (pinned) of the dashboard's browser tests into .local
 	fi
 
 # The real Claude Code CLI, pinned, from npm (its native binary comes as an optional dependency). Agent Pods on the
-# process node run it against the scripted Anthropic stand-in in tests, or against the real API with a key.
+# process node run it against the scripted Anthropic stand-in in tests, or against the real API with a key. The
+# runner's price table (stream-json/src/pricing.rs) copies this release's model catalog: update both together.
 CLAUDE_VERSION := 2.1.328
 CLAUDE         := $(LOCAL)/claude/node_modules/.bin/claude
 .PHONY: claude
