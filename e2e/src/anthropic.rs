@@ -413,21 +413,17 @@ async fn handle(shared: Arc<Shared>, agent: String, headers: HeaderMap, body: St
         .into_response();
     }
     let events = sse(&model, id, &content, stop, tokens);
-    let body = match pause {
-        None => Body::from_stream(
-            futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)).boxed(),
-        ),
-        Some(pause) => Body::from_stream(
-            futures::stream::iter(events.into_iter().enumerate())
-                .then(move |(i, event)| async move {
-                    if i > 0 {
-                        tokio::time::sleep(pause).await;
-                    }
-                    Ok::<_, Infallible>(event)
-                })
-                .boxed(),
-        ),
-    };
+    // Every event but the first waits `pause` (none without one).
+    let body = Body::from_stream(
+        futures::stream::iter(events.into_iter().enumerate())
+            .then(move |(i, event)| async move {
+                if let Some(pause) = pause.filter(|_| i > 0) {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok::<_, Infallible>(event)
+            })
+            .boxed(),
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")

@@ -235,7 +235,7 @@ async fn check_free_tree(client: &Client, ns: &str) -> AgentJob {
     let free_worker = wait_job(&jobs, "worker-free-start", JobPhase::Succeeded).await;
     let free = eventually(
         "the free tree to finish",
-        Duration::from_secs(90),
+        Duration::from_secs(60),
         || async {
             let s = sessions.get_opt("free").await.ok()??;
             let st = s.status.as_ref()?;
